@@ -1,0 +1,1 @@
+"""suhd_ros: a spiking (SUHD) YOLOv5 object detector for ROS 2."""

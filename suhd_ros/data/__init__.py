@@ -1,0 +1,1 @@
+"""Procedural detection benchmark, COCO export and evaluation. No ROS imports."""

@@ -1,0 +1,1 @@
+"""Spiking core: STDI neurons, spiking layers, engines, energy accounting. No ROS imports."""

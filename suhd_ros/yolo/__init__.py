@@ -1,0 +1,1 @@
+"""YOLOv5 in plain PyTorch: model, model files, letterbox, post-processing. No ROS imports."""
