@@ -1,0 +1,115 @@
+"""ANN weights + calibration images -> an SNN model file (what `suhd-convert` runs).
+
+Sources: one of our model files (e.g. what `suhd-train` writes) or an Ultralytics YOLOv5 `.pt`
+checkpoint, read without executing pickled code. Calibration images: a folder of pictures, or
+scenes of the project's own benchmark generator.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.convert import calibrate_thresholds, convert_to_snn
+from suhd_ros.yolo.checkpoint import import_ultralytics_checkpoint, yolov5_from_checkpoint
+from suhd_ros.yolo.letterbox import letterbox
+from suhd_ros.yolo.model import YOLOv5
+from suhd_ros.yolo.model_file import (
+    build_model,
+    load_model_file,
+    model_metadata,
+    save_model_file,
+    sha256_file,
+)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class ConversionSettings:
+    """What the SNN is made with; T and f_c can still be overridden when the file is loaded."""
+
+    T: int = 4
+    f_c: int = 4
+    coding: str = "stdi"
+    half_start: bool = False
+    percentile: float = 99.99
+    per_channel: bool = False
+    allow_silu: bool = False
+
+
+def load_ann(path: str | Path) -> tuple[YOLOv5, list[int] | None]:
+    """The ANN and its input size (None when the source does not say) from a weights file."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        model_file = load_model_file(path)
+        return build_model(model_file), model_file.metadata.get("input_size")
+    return yolov5_from_checkpoint(import_ultralytics_checkpoint(path)), None
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Calibration pictures in a folder (recursively), in a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"calibration folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def batches_of(images: Sequence[np.ndarray] | Iterator[np.ndarray], input_size: Sequence[int],
+               batch_size: int = 8) -> Iterator[torch.Tensor]:
+    """Letterboxed float batches [B, 3, H, W] in 0..1, as the Detector feeds the network."""
+    chunk: list[np.ndarray] = []
+    for image in images:
+        chunk.append(letterbox(image, tuple(input_size))[0])
+        if len(chunk) == batch_size:
+            yield _to_tensor(chunk)
+            chunk = []
+    if chunk:
+        yield _to_tensor(chunk)
+
+
+def _to_tensor(chunk: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def convert(source: str | Path, calibration: Sequence[np.ndarray] | Iterator[np.ndarray],
+            output: str | Path, settings: ConversionSettings,
+            input_size: Sequence[int] | None = None, progress: bool = True) -> Path:
+    """Calibrate lambda per conv block, check the SNN builds, write the SNN model file."""
+    ann, stored_size = load_ann(source)
+    if ann.activation != "relu":
+        if not settings.allow_silu:
+            raise ValueError(f"{source} uses {ann.activation}, which does not convert well; "
+                             "pass --allow-silu to convert it anyway")
+        warnings.warn(f"{source}: {ann.activation} network converted as ReLU, "
+                      "expect a clear accuracy drop", stacklevel=2)
+    size = list(input_size or stored_size or [640, 640])
+    coding = SpikeCoding(settings.coding, settings.T, settings.f_c, settings.half_start)
+    lambdas = calibrate_thresholds(ann.eval(), batches_of(calibration, size),
+                                   settings.percentile, settings.per_channel, progress)
+    convert_to_snn(ann, lambdas, coding, allow_silu=settings.allow_silu)  # fails early if not
+    snn_meta = {"T": coding.T, "f_c": coding.f_c, "coding": coding.kind,
+                "half_start": coding.half_start, "percentile": settings.percentile,
+                "per_channel": settings.per_channel}
+    calibration_meta = {name: float(lam.max()) for name, lam in lambdas.items()}
+    metadata = model_metadata(ann, size, snn=snn_meta, calibration={"lambda_max": calibration_meta},
+                              source_sha256=sha256_file(source))
+    save_model_file(output, ann.state_dict(), metadata, lambdas)
+    return Path(output)

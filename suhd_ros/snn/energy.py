@@ -1,0 +1,230 @@
+"""Spike statistics and energy estimates of a converted SNN (the paper's eq. 23).
+
+Per frame and per layer: spikes (a burst of k counts k), spikes per neuron and step, synaptic
+operations SOPs_l = spikes_l * fanout_l, the direct-input layer's MACs (p_in), the ANN's MACs, and
+E_SNN = E_MAC * MACs_first + E_AC * SOPs against E_ANN = E_MAC * MACs_ANN.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from suhd_ros.snn.layers import OutputIntegrator, SpikeProducer, SpikingConv, SpikingLayer
+
+E_MAC = 4.6e-12  # J per 32-bit multiply-accumulate, 45 nm (Horowitz 2014)
+E_AC = 0.9e-12  # J per 32-bit accumulate, 45 nm (Horowitz 2014)
+
+
+@dataclass
+class LayerEnergy:
+    """One layer's figures for one frame. kind: "input", "conv", "max-pool" or "output"."""
+
+    name: str
+    kind: str
+    neurons: int
+    spikes: float
+    spikes_per_neuron_step: float
+    fanout: float
+    sops: float
+    macs: int
+    ann_macs: int
+
+
+@dataclass
+class EnergyReport:
+    """Per-frame totals and per-layer figures; frames is how many frames were averaged."""
+
+    layers: list[LayerEnergy]
+    T: int
+    frames: int
+    spikes: float
+    sops: float
+    macs_first: int
+    macs_ann: int
+    e_mac: float
+    e_ac: float
+    energy_snn: float
+    energy_ann: float
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class _Node:
+    """What the graph alone fixes for one layer at one input size."""
+
+    kind: str
+    neurons: int
+    fanout: float
+    macs: int
+
+
+def _conv_of(layer: nn.Module) -> nn.Conv2d | None:
+    return layer.conv if isinstance(layer, SpikingConv | OutputIntegrator) else None
+
+
+def _receives_spikes(layer: nn.Module) -> bool:
+    return _conv_of(layer) is not None and not getattr(layer, "direct_input", False)
+
+
+def _synapses_per_input(conv: nn.Conv2d) -> float:
+    """Fan-out of one input value of a conv: C_out / groups * k_h * k_w / (s_h * s_w)."""
+    k_h, k_w = conv.kernel_size
+    s_h, s_w = conv.stride
+    return conv.out_channels / conv.groups * k_h * k_w / (s_h * s_w)
+
+
+def _macs(conv: nn.Conv2d, out_shape: torch.Size) -> int:
+    k_h, k_w = conv.kernel_size
+    return conv.in_channels // conv.groups * k_h * k_w * out_shape.numel()
+
+
+def _kind(layer: nn.Module) -> str:
+    if isinstance(layer, OutputIntegrator):
+        return "output"
+    if isinstance(layer, SpikingConv):
+        return "input" if layer.direct_input else "conv"
+    return "max-pool"
+
+
+class _Probe:
+    """Fan-outs from the graph, by linearity of everything between spiking layers.
+
+    For each producer l, one forward pass in which l emits ones and every other spiking layer
+    zeros: the sum of each spike-fed conv's input is how many values of l arrive there (concat
+    passes them, a residual add merges them, nearest upsampling by s copies each s * s times;
+    a max-pool stops them, since its own spikes are counted as its own). Then
+    fanout_l = sum_c arrivals_c * synapses_per_input_c / neurons_l.
+    """
+
+    def __init__(self, snn: nn.Module) -> None:
+        self.snn = snn
+        self.layers = {n: m for n, m in snn.named_modules() if isinstance(m, SpikingLayer)}
+        self.active: str | None = None
+        self.shapes: dict[str, torch.Size] = {}
+        self.arrivals: dict[str, float] = {}
+
+    def _on_output(self, name: str, output: torch.Tensor) -> torch.Tensor | None:
+        self.shapes[name] = output.shape[1:]
+        if isinstance(self.layers[name], SpikeProducer):
+            return torch.full_like(output, float(name == self.active))
+        return None
+
+    def _on_input(self, name: str, x: torch.Tensor) -> None:
+        self.arrivals[name] = float(x.sum())
+
+    def run(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
+        saved = {m: (m.engine, getattr(m, "record_statistics", None))
+                 for m in self.layers.values()}
+        hooks = []
+        for name, layer in self.layers.items():
+            layer.engine = "fused"
+            if isinstance(layer, SpikeProducer):
+                layer.record_statistics = False
+            hooks.append(layer.register_forward_hook(
+                lambda _m, _i, out, name=name: self._on_output(name, out)))
+            if _receives_spikes(layer):
+                hooks.append(layer.register_forward_pre_hook(
+                    lambda _m, inputs, name=name: self._on_input(name, inputs[0])))
+        try:
+            return self._probe_all(input_shape)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            for layer, (engine, record) in saved.items():
+                layer.engine = engine
+                if record is not None:
+                    layer.record_statistics = record
+
+    def _probe_all(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
+        device = next(self.snn.buffers()).device
+        x = torch.zeros(1, *input_shape[-3:], device=device)
+        fanouts = {}
+        with torch.no_grad():
+            self.snn(x)  # shapes
+            for name, layer in self.layers.items():
+                if isinstance(layer, SpikeProducer):
+                    self.active, self.arrivals = name, {}
+                    self.snn(x)
+                    reached = sum(count * _synapses_per_input(_conv_of(self.layers[c]))
+                                  for c, count in self.arrivals.items())
+                    fanouts[name] = reached / self.shapes[name].numel()
+        return {name: self._node(name, layer, fanouts.get(name, 0.0))
+                for name, layer in self.layers.items() if name in self.shapes}
+
+    def _node(self, name: str, layer: nn.Module, fanout: float) -> _Node:
+        conv = _conv_of(layer)
+        neurons = self.shapes[name].numel() if isinstance(layer, SpikeProducer) else 0
+        macs = 0 if conv is None else _macs(conv, self.shapes[name])
+        return _Node(_kind(layer), neurons, fanout, macs)
+
+
+class EnergyMeter:
+    """Energy reports of one SNN from its recorded spike counts; the graph probe is cached per
+    input size (it costs one forward pass per spiking layer, once)."""
+
+    def __init__(self, snn: nn.Module, e_mac: float = E_MAC, e_ac: float = E_AC) -> None:
+        self.snn = snn
+        self.e_mac = e_mac
+        self.e_ac = e_ac
+        self._graphs: dict[tuple[int, ...], dict[str, _Node]] = {}
+
+    def graph(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
+        key = tuple(input_shape[-3:])
+        if key not in self._graphs:
+            self._graphs[key] = _Probe(self.snn).run(key)
+        return self._graphs[key]
+
+    def report(self, input_shape: tuple[int, ...], sample: int | None = None) -> EnergyReport:
+        """Figures per frame: the mean over all frames since the last reset_statistics, or
+        sample i of the last forward pass. input_shape: (C, H, W) or (N, C, H, W)."""
+        graph = self.graph(input_shape)
+        modules = dict(self.snn.named_modules())
+        coding = next(m.coding for m in modules.values() if isinstance(m, SpikingLayer))
+        frames = 1 if sample is not None else self._frames(modules, graph)
+        layers = [self._layer(name, node, modules[name], sample, frames, coding.T)
+                  for name, node in graph.items()]
+        sops = sum(layer.sops for layer in layers)
+        macs_first = sum(layer.macs for layer in layers)
+        macs_ann = sum(layer.ann_macs for layer in layers)
+        return EnergyReport(
+            layers=layers, T=coding.T, frames=frames,
+            spikes=sum(layer.spikes for layer in layers), sops=sops,
+            macs_first=macs_first, macs_ann=macs_ann, e_mac=self.e_mac, e_ac=self.e_ac,
+            energy_snn=self.e_mac * macs_first + self.e_ac * sops,
+            energy_ann=self.e_mac * macs_ann)
+
+    @staticmethod
+    def _frames(modules: dict[str, nn.Module], graph: dict[str, _Node]) -> int:
+        frames = {modules[n].frames for n in graph if isinstance(modules[n], SpikeProducer)}
+        if len(frames) != 1 or 0 in frames:
+            raise ValueError("no consistent spike statistics: reset_statistics, then run "
+                             "forward passes with statistics on")
+        return frames.pop()
+
+    @staticmethod
+    def _spikes(layer: SpikeProducer, sample: int | None, frames: int) -> float:
+        if sample is None:
+            return float(layer.total_counts.sum()) / frames
+        if layer.spike_counts is None:
+            raise ValueError("no spike statistics recorded")
+        return float(layer.spike_counts[sample].sum())
+
+    def _layer(self, name: str, node: _Node, module: nn.Module, sample: int | None,
+               frames: int, T: int) -> LayerEnergy:
+        producer = isinstance(module, SpikeProducer)
+        spikes = self._spikes(module, sample, frames) if producer else 0.0
+        return LayerEnergy(
+            name=name, kind=node.kind, neurons=node.neurons, spikes=spikes,
+            spikes_per_neuron_step=spikes / (node.neurons * T) if node.neurons else 0.0,
+            fanout=node.fanout, sops=spikes * node.fanout,
+            macs=node.macs if node.kind == "input" else 0, ann_macs=node.macs)
+
+
+def energy_report(snn: nn.Module, input_shape: tuple[int, ...], sample: int | None = None,
+                  e_mac: float = E_MAC, e_ac: float = E_AC) -> EnergyReport:
+    """One-off report after forward passes (see EnergyMeter to reuse the graph probe)."""
+    return EnergyMeter(snn, e_mac, e_ac).report(input_shape, sample)

@@ -1,0 +1,224 @@
+"""Spiking layers and the two engines that run them.
+
+Flowing tensors (docs/architecture.md): `reference` passes trains x [T, N, C, H, W] with
+x[t] = theta * s(t); `fused` passes decoded values a [N, C, H, W] = sum_t tau(t) x[t].
+The first layer takes the analog image [N, C, H, W] in both engines. Concat (dim=-3) and residual
+add act on either tensor unchanged, so they need no module.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.neurons import quantise, spikes_from_levels, stdi_fire, theta_tensor
+
+Engine = Literal["reference", "fused"]
+ENGINES: tuple[Engine, ...] = ("reference", "fused")
+
+
+def check_engine(engine: str) -> Engine:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    return engine  # type: ignore[return-value]
+
+
+def level_spike_counts(n: Tensor, coding: SpikeCoding) -> Tensor:
+    """Spikes per sample and step [N, T] (int64) of levels n [N, ...], as the neurons send them.
+
+    Equal to summing `spikes_from_levels(n)` but cheaper: a histogram of the levels per sample
+    times the spikes each level sends per step.
+    """
+    size = coding.L + 1
+    table = spikes_from_levels(torch.arange(size, device=n.device), coding).T  # [L+1, T]
+    rows = n.shape[0]
+    offsets = torch.arange(rows, device=n.device).unsqueeze(1) * size
+    index = n.reshape(rows, -1).long() + offsets
+    hist = torch.bincount(index.flatten(), minlength=rows * size).view(rows, size)
+    return (hist.unsqueeze(-1) * table).sum(dim=1)
+
+
+def integrate(conv: nn.Conv2d, x: Tensor, coding: SpikeCoding, engine: Engine) -> Tensor:
+    """Accumulation phase of a conv fed by spikes: V = sum_t tau(t) W x[t] + b, shape [N, C, H, W].
+
+    `reference` convolves every step (the T steps batched into one call); `fused` uses the
+    linearity of W and convolves the decoded input once.
+    """
+    if engine == "fused":
+        _expect_dims(x, 4, engine)
+        return conv(x)
+    _expect_dims(x, 5, engine)
+    y = F.conv2d(x.flatten(0, 1), conv.weight, None, conv.stride, conv.padding, conv.dilation,
+                 conv.groups)
+    V = coding.decode(y.unflatten(0, x.shape[:2]))
+    return V if conv.bias is None else V + conv.bias.view(-1, 1, 1)
+
+
+def _expect_dims(x: Tensor, dims: int, engine: Engine) -> None:
+    if x.dim() != dims:
+        raise ValueError(f"the {engine} engine expects {dims}-D tensors, got {tuple(x.shape)}")
+
+
+def _check_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    if not isinstance(conv, nn.Conv2d) or conv.padding_mode != "zeros":
+        raise ValueError("expected an nn.Conv2d with zero padding")
+    return conv
+
+
+class SpikingLayer(nn.Module):
+    """A layer whose computation depends on the engine; `set_engine` switches all of them."""
+
+    def __init__(self, coding: SpikeCoding, engine: Engine) -> None:
+        super().__init__()
+        self.coding = coding
+        self.engine = check_engine(engine)
+
+
+class SpikeProducer(SpikingLayer):
+    """A layer that fires: it owns theta and counts its spikes per frame and step.
+
+    After each forward, `spike_counts` holds [N, T] (int64) for the samples of that batch;
+    `total_counts` [T] and `frames` sum over all frames since `reset_statistics`.
+    """
+
+    def __init__(self, theta: float | Tensor, coding: SpikeCoding, engine: Engine) -> None:
+        super().__init__(coding, engine)
+        self.register_buffer("theta", theta_tensor(theta))
+        self.record_statistics = True
+        self.reset_statistics()
+
+    def reset_statistics(self) -> None:
+        self.spike_counts: Tensor | None = None
+        self.total_counts = torch.zeros(self.coding.T, dtype=torch.int64)
+        self.frames = 0
+
+    def _emit_spikes(self, spikes: Tensor) -> Tensor:
+        """reference engine: spikes [T, N, C, H, W] -> the train theta * s(t)."""
+        if self.record_statistics:
+            self._record(spikes.flatten(2).sum(dim=-1).T.round().long())
+        return self.theta * spikes
+
+    def _emit_levels(self, n: Tensor) -> Tensor:
+        """fused engine: levels [N, C, H, W] -> the decoded value theta * n."""
+        if self.record_statistics:
+            self._record(level_spike_counts(n, self.coding))
+        return self.theta * n
+
+    def _record(self, counts: Tensor) -> None:
+        self.spike_counts = counts
+        self.total_counts = self.total_counts.to(counts.device) + counts.sum(dim=0)
+        self.frames += counts.shape[0]
+
+
+class SpikingConv(SpikeProducer):
+    """Conv (BN folded) + SUHD neurons: the spiking form of a conv-BN-ReLU block.
+
+    With direct_input the layer takes the analog image [N, C, H, W] once, in both engines: its
+    membrane is charged with V = W x + b (no spikes, so no tau weighting).
+    """
+
+    def __init__(self, conv: nn.Conv2d, theta: float | Tensor, coding: SpikeCoding,
+                 direct_input: bool = False, engine: Engine = "fused") -> None:
+        super().__init__(theta, coding, engine)
+        self.conv = _check_conv(conv)
+        self.direct_input = direct_input
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.direct_input:
+            _expect_dims(x, 4, self.engine)
+            V = self.conv(x)
+        else:
+            V = integrate(self.conv, x, self.coding, self.engine)
+        if self.engine == "reference":
+            return self._emit_spikes(stdi_fire(V, self.theta, self.coding))
+        return self._emit_levels(quantise(V, self.theta, self.coding))
+
+
+class SpikeMaxPool(SpikeProducer):
+    """Spike-MaxPool by membrane potential, theta_out = theta_in = theta (the producer's).
+
+    The paper's five stages: (1) accumulate U_in = sum_t tau(t) s_in(t); (2) V_r = theta U_in;
+    (3) max over each window; (4) U_out = V_r / theta; (5) fire U_out with STDI. With one theta,
+    (2) and (4) cancel, so we pool the integer U_in directly (exact, no float round trip) and
+    fire it in units of theta. Padding is -inf inside max_pool2d, so it never wins. The result is
+    max-pooling of the decoded values, which is lossless. A comparison, so it costs no synaptic
+    operations; its own output spikes are counted like any layer's.
+    """
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None,
+                 padding: int | tuple[int, int], theta: float | Tensor, coding: SpikeCoding,
+                 engine: Engine = "fused") -> None:
+        super().__init__(theta, coding, engine)
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+
+    def _pool(self, u: Tensor) -> Tensor:
+        return F.max_pool2d(u, self.kernel_size, self.stride, self.padding)
+
+    def _input_spikes(self, x: Tensor) -> Tensor:
+        """Integer spike counts (or levels) of the input; round removes theta's float error."""
+        return torch.round(x / self.theta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.engine == "reference":
+            _expect_dims(x, 5, self.engine)
+            u_in = self.coding.decode(self._input_spikes(x))
+            return self._emit_spikes(stdi_fire(self._pool(u_in), 1.0, self.coding))
+        _expect_dims(x, 4, self.engine)
+        return self._emit_levels(self._pool(self._input_spikes(x)))
+
+
+class SpikeUpsample(nn.Module):
+    """Nearest upsampling by an integer factor; works on trains and decoded values alike."""
+
+    def __init__(self, scale_factor: int) -> None:
+        super().__init__()
+        if int(scale_factor) != scale_factor or scale_factor < 1:
+            raise ValueError(f"scale_factor must be a positive integer, got {scale_factor!r}")
+        self.scale_factor = int(scale_factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.scale_factor
+        return x.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+
+
+class OutputIntegrator(SpikingLayer):
+    """Output layer (Detect's 1x1 convs): integrates the weighted input, never fires.
+
+    Returns the analog potential [N, C, H, W] in both engines ("output decompression").
+    """
+
+    def __init__(self, conv: nn.Conv2d, coding: SpikeCoding, engine: Engine = "fused") -> None:
+        super().__init__(coding, engine)
+        self.conv = _check_conv(conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return integrate(self.conv, x, self.coding, self.engine)
+
+
+def set_engine(net: nn.Module, engine: Engine) -> nn.Module:
+    """Switch every spiking layer of net to the given engine; returns net."""
+    engine = check_engine(engine)
+    for module in net.modules():
+        if isinstance(module, SpikingLayer):
+            module.engine = engine
+    return net
+
+
+def set_statistics(net: nn.Module, enabled: bool) -> nn.Module:
+    """Turn spike counting on or off in every layer that fires (off: fastest fused engine)."""
+    for module in net.modules():
+        if isinstance(module, SpikeProducer):
+            module.record_statistics = enabled
+    return net
+
+
+def reset_statistics(net: nn.Module) -> nn.Module:
+    """Clear the spike counts of every layer that fires."""
+    for module in net.modules():
+        if isinstance(module, SpikeProducer):
+            module.reset_statistics()
+    return net

@@ -1,0 +1,113 @@
+"""The SUHD neuron: accumulate, then fire with STDI thresholds, bursts and reset by subtraction.
+
+Choices where the paper is silent:
+- The membrane is kept in units of theta (u = V / theta), so thresholds are the integers tau(t)
+  and reset by subtraction is exact in floating point; the spikes are those of V >= tau(t) theta.
+- A burst is fired one spike at a time (up to f_c spikes while u >= tau(t)), which only uses
+  comparisons and exact subtractions, so the loop sends exactly clip(floor(u), 0, L).
+- half_start adds theta / 2 to the membrane before firing ("membrane potential
+  initialisation"); the quantiser then rounds half up instead of flooring.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from suhd_ros.snn.coding import SpikeCoding
+
+
+def theta_tensor(theta: float | Tensor) -> Tensor:
+    """theta as a float tensor broadcasting over [..., C, H, W]: a scalar, or [C] -> [C, 1, 1]."""
+    theta = torch.as_tensor(theta).detach().clone()
+    if not theta.is_floating_point():
+        theta = theta.float()
+    if theta.dim() == 3 and theta.shape[1:] == (1, 1):  # already in broadcast form
+        theta = theta.flatten()
+    if theta.dim() > 1:
+        raise ValueError(f"theta must be a scalar or [C], got shape {tuple(theta.shape)}")
+    if not bool((theta > 0).all()):
+        raise ValueError("theta must be > 0")
+    return theta.view(-1, 1, 1) if theta.dim() == 1 else theta
+
+
+def _start(coding: SpikeCoding) -> float:
+    return 0.5 if coding.half_start else 0.0
+
+
+def quantise(V: Tensor, theta: float | Tensor, coding: SpikeCoding) -> Tensor:
+    """The level a neuron sends: clip(floor(V / theta), 0, L) (round with half_start)."""
+    return torch.clamp(torch.floor(V / theta + _start(coding)), 0, coding.L)
+
+
+def spikes_from_levels(n: Tensor, coding: SpikeCoding) -> Tensor:
+    """Spikes per step [T, *n.shape] of an integer level n, by the same greedy rule as the neuron.
+
+    Used by the fused engine for statistics: n <= L is sent as s(t) = min(n // tau(t), f_c),
+    n -= s(t) tau(t), which is what `stdi_fire` sends for a membrane at level n.
+    """
+    spikes = []
+    for tau_t in coding.tau:
+        s = torch.clamp(torch.div(n, tau_t, rounding_mode="floor"), 0, coding.f_c)
+        n = n - s * tau_t
+        spikes.append(s)
+    return torch.stack(spikes)
+
+
+def fire_step(u: Tensor, tau_t: int, f_c: int) -> tuple[Tensor, Tensor]:
+    """One firing step in units of theta: up to f_c spikes while u >= tau(t), reset by subtraction.
+
+    Returns (spikes, membrane after the step).
+    """
+    s = torch.zeros_like(u)
+    for _ in range(f_c):
+        fired = (u >= tau_t).to(u.dtype)
+        s = s + fired
+        u = u - fired * tau_t
+    return s, u
+
+
+class SpikingNeuron(nn.Module):
+    """A layer of SUHD neurons with explicit membrane state (temporal separation).
+
+    The accumulation phase charges the whole input once (`charge`), then the firing phase runs
+    `fire` for t = 1..T. theta is a buffer: a scalar, or one value per channel of [N, C, H, W].
+    """
+
+    def __init__(self, theta: float | Tensor, coding: SpikeCoding) -> None:
+        super().__init__()
+        self.coding = coding
+        self.register_buffer("theta", theta_tensor(theta))
+        self.u: Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget the membrane; the next `charge` starts from 0 (or theta / 2)."""
+        self.u = None
+
+    def charge(self, V: Tensor) -> None:
+        """Accumulation phase: add the integrated input current V (absolute units)."""
+        u = V / self.theta
+        self.u = u + _start(self.coding) if self.u is None else self.u + u
+
+    def fire(self, t: int) -> Tensor:
+        """Firing phase, step t (0-based): burst spikes at threshold tau(t) theta, then reset."""
+        if self.u is None:
+            raise RuntimeError("charge the neuron before firing it")
+        s, self.u = fire_step(self.u, self.coding.tau[t], self.coding.f_c)
+        return s
+
+    def forward(self, V: Tensor) -> Tensor:
+        """Charge with V, fire all T steps; returns spikes [T, *V.shape] (counts 0..f_c).
+
+        The residual membrane stays in `u` until the next reset.
+        """
+        self.reset()
+        self.charge(V)
+        return torch.stack([self.fire(t) for t in range(self.coding.T)])
+
+    def level(self, V: Tensor) -> Tensor:
+        """What `forward` sends, as a level n = sum_t tau(t) s(t), without the time loop."""
+        return quantise(V, self.theta, self.coding)
+
+
+def stdi_fire(V: Tensor, theta: float | Tensor, coding: SpikeCoding) -> Tensor:
+    """The literal firing loop on a potential V: spikes [T, *V.shape]."""
+    return SpikingNeuron(theta, coding).to(V.device)(V)
