@@ -19,6 +19,7 @@ from suhd_ros.paths import default_model_path, resolve_model_path
 from suhd_ros.snn.coding import SpikeCoding
 from suhd_ros.snn.convert import convert_to_snn, fold_batchnorm
 from suhd_ros.snn.energy import EnergyMeter
+from suhd_ros.snn.layers import reset_statistics
 from suhd_ros.yolo.letterbox import letterbox, unletterbox_boxes
 from suhd_ros.yolo.model_file import ModelFileError, build_model, load_model_file
 from suhd_ros.yolo.postprocess import postprocess
@@ -171,6 +172,8 @@ class Detector:
             return []
         start = time.perf_counter()
         x, infos = self.preprocess(images)
+        if self.energy_meter:
+            reset_statistics(self.model)  # counts accumulate per sample: one frame's only
         predictions, _raw = self.model(x)
         per_image = postprocess(predictions, score_threshold, iou_threshold,
                                 list(classes) if classes else None, max_detections)

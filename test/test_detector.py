@@ -55,7 +55,9 @@ def test_boxes_are_in_each_original_image(snn_file, images) -> None:
 
 
 def test_energy_figures_are_consistent(snn_file, images) -> None:
-    energy = Detector(snn_file, "cpu").detect(images[:1], **ANY)[0].energy
+    detector = Detector(snn_file, "cpu")
+    energy = detector.detect(images[:1], **ANY)[0].energy
+    assert detector.detect(images[:1], **ANY)[0].energy == energy  # per frame, not cumulative
     assert energy["spikes"] > 0 and energy["sops"] > energy["spikes"]
     assert energy["energy_snn_j"] == pytest.approx(
         4.6e-12 * energy["macs_first_layer"] + 0.9e-12 * energy["sops"])

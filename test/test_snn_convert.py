@@ -10,6 +10,7 @@ from torch import nn
 
 from suhd_ros.snn.coding import SpikeCoding
 from suhd_ros.snn.convert import calibrate_thresholds, convert_to_snn, fold_batchnorm, fold_bn
+from suhd_ros.snn.energy import energy_report
 from suhd_ros.snn.layers import (
     OutputIntegrator,
     SpikeMaxPool,
@@ -230,6 +231,13 @@ def test_rate_error_falls_with_T_and_stdi_beats_long_rate() -> None:
     assert stdi < _output_error(net, SpikeCoding("rate", 32))
 
 
+@pytest.mark.parametrize(("T", "f_c"), [(2, 1), (4, 1)])
+def test_half_start_rounds_and_beats_floor(T: int, f_c: int) -> None:
+    net = tiny_yolo(seed=5)
+    floor = _output_error(net, SpikeCoding("stdi", T, f_c))
+    assert _output_error(net, SpikeCoding("stdi", T, f_c, half_start=True)) < floor
+
+
 def test_silu_needs_permission() -> None:
     net = tiny_yolo(act=nn.SiLU())
     lambdas = calibrate_thresholds(net, [images(2)], progress=False)
@@ -259,3 +267,9 @@ def test_converts_yolov5n() -> None:
     for a, b in zip(torch.utils._pytree.tree_leaves(fused),
                     torch.utils._pytree.tree_leaves(reference), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+    layers = {layer.name: layer for layer in energy_report(snn, (3, 64, 64)).layers}
+    sppf = next(name for name, m in snn.named_modules() if isinstance(m, SpikeMaxPool))
+    cv2 = snn.get_submodule(sppf.rpartition(".")[0]).cv2.conv
+    cv1 = snn.get_submodule(sppf.rpartition(".")[0]).cv1.conv
+    assert layers[sppf].fanout == cv2.out_channels  # each pooled map feeds the 1x1 cv2 once
+    assert layers[sppf].neurons == 3 * cv1.out_channels * 2 * 2  # three calls at stride 32

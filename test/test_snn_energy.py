@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from suhd_ros.snn.coding import SpikeCoding
@@ -72,7 +73,8 @@ def test_hand_worked_two_conv_network(engine: str) -> None:
 
 
 class Branchy(nn.Module):
-    """p feeds a max-pool q, a 2x upsample + concat into a strided conv c, and a residual add."""
+    """p feeds a chain of two calls of one max-pool q (as SPPF does), a 2x upsample + concat into
+    a strided conv c, and a residual add."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -80,41 +82,56 @@ class Branchy(nn.Module):
         self.p = SpikingConv(nn.Conv2d(3, 2, 1), 0.1, CODING, direct_input=True)
         self.q = SpikeMaxPool(3, 1, 1, 0.1, CODING)
         self.up = SpikeUpsample(2)
-        self.c = SpikingConv(nn.Conv2d(4, 5, 3, 2, 1), 0.1, CODING)
+        self.c = SpikingConv(nn.Conv2d(6, 5, 3, 2, 1), 0.1, CODING)
         self.r = SpikingConv(nn.Conv2d(2, 2, 1), 0.1, CODING)
         self.head = OutputIntegrator(nn.Conv2d(2, 3, 1), CODING)
         self.head2 = OutputIntegrator(nn.Conv2d(5, 1, 1), CODING)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.p(x)
-        c = self.c(torch.cat([self.up(p), self.up(self.q(p))], dim=-3))
+        y1 = self.q(p)
+        y2 = self.q(y1)
+        c = self.c(torch.cat([self.up(p), self.up(y1), self.up(y2)], dim=-3))
         return self.head(p + self.r(p)), self.head2(c)
 
 
-def test_fanout_through_concat_upsample_add_and_pool() -> None:
-    net = Branchy()
+def _hand_spikes(levels: torch.Tensor) -> float:
+    """Spikes of levels 0..3 at T = 2, f_c = 1: 0, 1 (t=2), 1 (t=1), 2."""
+    return float(sum(int((levels == n).sum()) * k for n, k in enumerate((0, 1, 1, 2))))
+
+
+@pytest.mark.parametrize("engine", ["fused", "reference"])
+def test_fanout_through_concat_upsample_add_and_pool_chain(engine: str) -> None:
+    net = set_engine(Branchy(), engine)
+    p_out = []
+    net.p.register_forward_hook(lambda _m, _i, out: p_out.append(out))
     net(torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1)))
     meter = EnergyMeter(net)
     report = meter.report((2, 3, 4, 4))
     layers = {layer.name: layer for layer in report.layers}
     c_synapses = 5 * 9 / 4  # per input value of c (stride 2)
     # p: 4 copies into c, 1 into r (2 synapses), 1 into head through the add (3 synapses);
-    # the pool q consumes nothing, its own spikes go 4 times into c.
+    # the pool q consumes nothing; each of its two outputs goes 4 times into c.
     expected = {"p": 4 * c_synapses + 2 + 3, "q": 4 * c_synapses, "r": 3.0, "c": 1.0,
                 "head": 0.0, "head2": 0.0}
     assert {n: layer.fanout for n, layer in layers.items()} == pytest.approx(expected)
     assert {n: layer.neurons for n, layer in layers.items()} == {
-        "p": 32, "q": 32, "c": 80, "r": 32, "head": 0, "head2": 0}
-    assert {n: layer.kind for n, layer in layers.items()}["q"] == "max-pool"
+        "p": 32, "q": 64, "c": 80, "r": 32, "head": 0, "head2": 0}
+    assert layers["q"].kind == "max-pool" and layers["q"].ann_macs == 0
     assert report.macs_first == 2 * 3 * 16
-    assert report.macs_ann == 96 + 5 * 4 * 9 * 16 + 2 * 2 * 16 + 3 * 2 * 16 + 1 * 5 * 16
+    assert report.macs_ann == 96 + 5 * 6 * 9 * 16 + 2 * 2 * 16 + 3 * 2 * 16 + 1 * 5 * 16
     assert report.sops == pytest.approx(sum(layers[n].spikes * expected[n] for n in expected))
-    assert layers["p"].spikes > 0 and layers["q"].spikes >= layers["p"].spikes
-    # per sample: the two frames of the batch average to the mean report
+    p_levels = torch.round(CODING.decode(p_out[0]) / 0.1 if engine == "reference"
+                           else p_out[0] / 0.1)
+    y1 = F.max_pool2d(p_levels, 3, 1, 1)
+    assert report.frames == 2
+    assert layers["p"].spikes == pytest.approx(_hand_spikes(p_levels) / 2)
+    assert layers["q"].spikes == pytest.approx(
+        (_hand_spikes(y1) + _hand_spikes(F.max_pool2d(y1, 3, 1, 1))) / 2)
+    # per sample: the two frames of the batch add up to twice the mean
     per_sample = [meter.report((3, 4, 4), sample=i).spikes for i in range(2)]
     assert sum(per_sample) == pytest.approx(2 * report.spikes)
-    assert report.frames == 2
-    assert net.p.engine == "fused" and net.p.record_statistics  # the probe restored the state
+    assert net.p.engine == engine and net.p.record_statistics  # the probe restored the state
 
 
 def test_report_needs_statistics() -> None:

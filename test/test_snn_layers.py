@@ -44,7 +44,7 @@ def _both(layer: nn.Module, fused_input: torch.Tensor, reference_input: torch.Te
     """Outputs (decoded) and spike counts of a layer in the fused and the reference engine."""
     out = {}
     for engine, x in (("fused", fused_input), ("reference", reference_input)):
-        set_engine(layer, engine)
+        reset_statistics(set_engine(layer, engine))
         y = layer(x)
         out[engine] = (_decoded(y) if engine == "reference" and y.dim() == 5 else y,
                        getattr(layer, "spike_counts", None))
@@ -146,14 +146,16 @@ def test_statistics_accumulate_reset_and_switch_off() -> None:
     layer = net[0]
     batch_counts = level_spike_counts(torch.round(net(image) / 0.05), CODING)
     assert torch.equal(layer.spike_counts, batch_counts) and batch_counts.sum() > 0
-    net(image[:1])
-    assert layer.frames == 3 and torch.equal(layer.spike_counts, batch_counts[:1])
+    net(image[:1])  # another batch size: per-sample counts start anew, totals go on
+    assert layer.samples == 3 and torch.equal(layer.spike_counts, batch_counts[:1])
     assert torch.equal(layer.total_counts, 2 * batch_counts[0] + batch_counts[1])
+    net(image[:1])
+    assert torch.equal(layer.spike_counts, 2 * batch_counts[:1])
     reset_statistics(net)
-    assert layer.frames == 0 and layer.spike_counts is None
+    assert layer.samples == 0 and layer.spike_counts is None
     set_statistics(net, False)
     net(image)
-    assert layer.frames == 0 and int(layer.total_counts.sum()) == 0
+    assert layer.samples == 0 and int(layer.total_counts.sum()) == 0
 
 
 def test_engine_mismatch_is_reported() -> None:

@@ -19,7 +19,11 @@ E_AC = 0.9e-12  # J per 32-bit accumulate, 45 nm (Horowitz 2014)
 
 @dataclass
 class LayerEnergy:
-    """One layer's figures for one frame. kind: "input", "conv", "max-pool" or "output"."""
+    """One layer's figures for one frame. kind: "input", "conv", "max-pool" or "output".
+
+    neurons: spiking neurons per frame (a layer called k times per frame counts k sets);
+    fanout: synaptic operations per spike; macs: what the SNN pays in MACs (input layer only).
+    """
 
     name: str
     kind: str
@@ -106,15 +110,17 @@ class _Probe:
         self.active: str | None = None
         self.shapes: dict[str, torch.Size] = {}
         self.arrivals: dict[str, float] = {}
+        self.emitted: dict[str, int] = {}
 
     def _on_output(self, name: str, output: torch.Tensor) -> torch.Tensor | None:
         self.shapes[name] = output.shape[1:]
+        self.emitted[name] = self.emitted.get(name, 0) + output[0].numel()
         if isinstance(self.layers[name], SpikeProducer):
             return torch.full_like(output, float(name == self.active))
         return None
 
     def _on_input(self, name: str, x: torch.Tensor) -> None:
-        self.arrivals[name] = float(x.sum())
+        self.arrivals[name] = self.arrivals.get(name, 0.0) + float(x.sum())
 
     def run(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
         saved = {m: (m.engine, getattr(m, "record_statistics", None))
@@ -144,20 +150,21 @@ class _Probe:
         x = torch.zeros(1, *input_shape[-3:], device=device)
         fanouts = {}
         with torch.no_grad():
-            self.snn(x)  # shapes
+            self.snn(x)  # shapes, and neurons summed over the calls of each layer
+            neurons = dict(self.emitted)
             for name, layer in self.layers.items():
                 if isinstance(layer, SpikeProducer):
                     self.active, self.arrivals = name, {}
                     self.snn(x)
                     reached = sum(count * _synapses_per_input(_conv_of(self.layers[c]))
                                   for c, count in self.arrivals.items())
-                    fanouts[name] = reached / self.shapes[name].numel()
-        return {name: self._node(name, layer, fanouts.get(name, 0.0))
+                    fanouts[name] = reached / neurons[name]
+        return {name: self._node(name, layer, neurons[name], fanouts.get(name, 0.0))
                 for name, layer in self.layers.items() if name in self.shapes}
 
-    def _node(self, name: str, layer: nn.Module, fanout: float) -> _Node:
+    def _node(self, name: str, layer: nn.Module, emitted: int, fanout: float) -> _Node:
         conv = _conv_of(layer)
-        neurons = self.shapes[name].numel() if isinstance(layer, SpikeProducer) else 0
+        neurons = emitted if isinstance(layer, SpikeProducer) else 0
         macs = 0 if conv is None else _macs(conv, self.shapes[name])
         return _Node(_kind(layer), neurons, fanout, macs)
 
@@ -180,7 +187,8 @@ class EnergyMeter:
 
     def report(self, input_shape: tuple[int, ...], sample: int | None = None) -> EnergyReport:
         """Figures per frame: the mean over all frames since the last reset_statistics, or
-        sample i of the last forward pass. input_shape: (C, H, W) or (N, C, H, W)."""
+        sample i of the batch (summed over the passes since the reset, so reset before the
+        pass you want). input_shape: (C, H, W) or (N, C, H, W)."""
         graph = self.graph(input_shape)
         modules = dict(self.snn.named_modules())
         coding = next(m.coding for m in modules.values() if isinstance(m, SpikingLayer))
@@ -199,11 +207,12 @@ class EnergyMeter:
 
     @staticmethod
     def _frames(modules: dict[str, nn.Module], graph: dict[str, _Node]) -> int:
-        frames = {modules[n].frames for n in graph if isinstance(modules[n], SpikeProducer)}
-        if len(frames) != 1 or 0 in frames:
-            raise ValueError("no consistent spike statistics: reset_statistics, then run "
-                             "forward passes with statistics on")
-        return frames.pop()
+        """Frames seen since reset: a layer called k times per frame counts k samples each."""
+        samples = [modules[n].samples for n in graph if isinstance(modules[n], SpikeProducer)]
+        if not samples or min(samples) == 0:
+            raise ValueError("no spike statistics: run forward passes with statistics on "
+                             "after reset_statistics")
+        return min(samples)
 
     @staticmethod
     def _spikes(layer: SpikeProducer, sample: int | None, frames: int) -> float:

@@ -25,19 +25,25 @@ def check_engine(engine: str) -> Engine:
     return engine  # type: ignore[return-value]
 
 
-def level_spike_counts(n: Tensor, coding: SpikeCoding) -> Tensor:
+def level_spike_table(coding: SpikeCoding) -> Tensor:
+    """Spikes per step that each level 0..L sends: [L+1, T] (int64)."""
+    return spikes_from_levels(torch.arange(coding.L + 1), coding).T.contiguous()
+
+
+def level_spike_counts(n: Tensor, coding: SpikeCoding, table: Tensor | None = None) -> Tensor:
     """Spikes per sample and step [N, T] (int64) of levels n [N, ...], as the neurons send them.
 
     Equal to summing `spikes_from_levels(n)` but cheaper: a histogram of the levels per sample
-    times the spikes each level sends per step.
+    times the spikes each level sends per step (`table`, from `level_spike_table`).
     """
+    table = level_spike_table(coding).to(n.device) if table is None else table
     size = coding.L + 1
-    table = spikes_from_levels(torch.arange(size, device=n.device), coding).T  # [L+1, T]
     rows = n.shape[0]
-    offsets = torch.arange(rows, device=n.device).unsqueeze(1) * size
-    index = n.reshape(rows, -1).long() + offsets
+    index = n.reshape(rows, -1).to(torch.int32)
+    if rows > 1:
+        index = index + torch.arange(rows, device=n.device, dtype=torch.int32).unsqueeze(1) * size
     hist = torch.bincount(index.flatten(), minlength=rows * size).view(rows, size)
-    return (hist.unsqueeze(-1) * table).sum(dim=1)
+    return (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
 
 
 def integrate(conv: nn.Conv2d, x: Tensor, coding: SpikeCoding, engine: Engine) -> Tensor:
@@ -77,22 +83,25 @@ class SpikingLayer(nn.Module):
 
 
 class SpikeProducer(SpikingLayer):
-    """A layer that fires: it owns theta and counts its spikes per frame and step.
+    """A layer that fires: it owns theta and counts its spikes per sample and step.
 
-    After each forward, `spike_counts` holds [N, T] (int64) for the samples of that batch;
-    `total_counts` [T] and `frames` sum over all frames since `reset_statistics`.
+    Since the last `reset_statistics`: `spike_counts` [N, T] (int64) sums the spikes of each
+    sample of the batch (a batch of another size starts it anew), `total_counts` [T] sums over
+    all samples, and `samples` counts them. A module called k times per frame (SPPF's pool)
+    counts k samples per frame; its spikes all count.
     """
 
     def __init__(self, theta: float | Tensor, coding: SpikeCoding, engine: Engine) -> None:
         super().__init__(coding, engine)
         self.register_buffer("theta", theta_tensor(theta))
+        self.register_buffer("level_spikes", level_spike_table(coding), persistent=False)
         self.record_statistics = True
         self.reset_statistics()
 
     def reset_statistics(self) -> None:
         self.spike_counts: Tensor | None = None
         self.total_counts = torch.zeros(self.coding.T, dtype=torch.int64)
-        self.frames = 0
+        self.samples = 0
 
     def _emit_spikes(self, spikes: Tensor) -> Tensor:
         """reference engine: spikes [T, N, C, H, W] -> the train theta * s(t)."""
@@ -101,15 +110,19 @@ class SpikeProducer(SpikingLayer):
         return self.theta * spikes
 
     def _emit_levels(self, n: Tensor) -> Tensor:
-        """fused engine: levels [N, C, H, W] -> the decoded value theta * n."""
+        """fused engine: levels [N, C, H, W] (overwritten) -> the decoded value theta * n."""
         if self.record_statistics:
-            self._record(level_spike_counts(n, self.coding))
-        return self.theta * n
+            self._record_levels(n)
+        return n.mul_(self.theta)
+
+    def _record_levels(self, n: Tensor) -> None:
+        self._record(level_spike_counts(n, self.coding, self.level_spikes))
 
     def _record(self, counts: Tensor) -> None:
-        self.spike_counts = counts
+        same_batch = self.spike_counts is not None and self.spike_counts.shape == counts.shape
+        self.spike_counts = self.spike_counts + counts if same_batch else counts
         self.total_counts = self.total_counts.to(counts.device) + counts.sum(dim=0)
-        self.frames += counts.shape[0]
+        self.samples += counts.shape[0]
 
 
 class SpikingConv(SpikeProducer):
@@ -133,7 +146,7 @@ class SpikingConv(SpikeProducer):
             V = integrate(self.conv, x, self.coding, self.engine)
         if self.engine == "reference":
             return self._emit_spikes(stdi_fire(V, self.theta, self.coding))
-        return self._emit_levels(quantise(V, self.theta, self.coding))
+        return self._emit_levels(quantise(V, self.theta, self.coding, inplace=True))
 
 
 class SpikeMaxPool(SpikeProducer):
@@ -168,7 +181,10 @@ class SpikeMaxPool(SpikeProducer):
             u_in = self.coding.decode(self._input_spikes(x))
             return self._emit_spikes(stdi_fire(self._pool(u_in), 1.0, self.coding))
         _expect_dims(x, 4, self.engine)
-        return self._emit_levels(self._pool(self._input_spikes(x)))
+        pooled = self._pool(x)  # max-pooling theta * n picks one of the inputs: exact
+        if self.record_statistics:
+            self._record_levels(self._input_spikes(pooled))
+        return pooled
 
 
 class SpikeUpsample(nn.Module):

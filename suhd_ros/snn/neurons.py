@@ -33,9 +33,16 @@ def _start(coding: SpikeCoding) -> float:
     return 0.5 if coding.half_start else 0.0
 
 
-def quantise(V: Tensor, theta: float | Tensor, coding: SpikeCoding) -> Tensor:
-    """The level a neuron sends: clip(floor(V / theta), 0, L) (round with half_start)."""
-    return torch.clamp(torch.floor(V / theta + _start(coding)), 0, coding.L)
+def quantise(V: Tensor, theta: float | Tensor, coding: SpikeCoding,
+             inplace: bool = False) -> Tensor:
+    """The level a neuron sends: clip(floor(V / theta), 0, L) (round with half_start).
+
+    inplace overwrites V (the fused engine's conv output) to save memory traffic.
+    """
+    u = V.div_(theta) if inplace else V / theta
+    if coding.half_start:
+        u.add_(0.5)
+    return u.floor_().clamp_(0, coding.L)
 
 
 def spikes_from_levels(n: Tensor, coding: SpikeCoding) -> Tensor:
