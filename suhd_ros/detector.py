@@ -75,14 +75,14 @@ class Detector:
     """A YOLOv5 model file run as the SUHD spiking network (or as the ANN, to compare).
 
     engine: "fused" (fast, same meaning as the time loop), "reference" (the literal time loop
-    over T steps) or "ann" (the source network with BN folded). timesteps / compression
-    override the model file's T and f_c; thresholds come from its calibrated lambdas, so any T
-    and f_c work (theta = lambda / L).
+    over T steps) or "ann" (the source network with BN folded). timesteps / compression /
+    coding ("stdi" or "rate") override the model file's; thresholds come from its calibrated
+    lambdas, so any of them work (theta = lambda / L).
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
                  timesteps: int | None = None, compression: int | None = None,
-                 half: bool = False) -> None:
+                 coding: str | None = None, half: bool = False) -> None:
         if engine not in ENGINES:
             raise DetectorError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.model_path = resolve_model_path(model_path)
@@ -101,7 +101,7 @@ class Detector:
         self.half = half and self.device.type == "cuda"
         try:
             self.coding = SpikeCoding(
-                kind=snn_meta.get("coding", "stdi"),
+                kind=coding or snn_meta.get("coding", "stdi"),
                 T=int(timesteps or snn_meta.get("T", 4)),
                 f_c=int(compression or snn_meta.get("f_c", 4)),
                 half_start=bool(snn_meta.get("half_start", False)),

@@ -1,0 +1,98 @@
+"""COCO mAP, spikes and energy of a model file over codings and timesteps (`suhd-eval`)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from suhd_ros.data.coco_eval import evaluate_detections
+from suhd_ros.data.scenes import SPLITS, Scene, generate_scene
+from suhd_ros.detector import Detector
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One row of the sweep: the ANN, or the SNN with a coding, T and f_c."""
+
+    engine: str = "fused"  # "ann" | "fused" | "reference"
+    coding: str = "stdi"
+    T: int = 4
+    f_c: int = 4
+
+    @property
+    def label(self) -> str:
+        if self.engine == "ann":
+            return "ANN"
+        return f"{self.coding.upper()} T={self.T} f_c={self.f_c}"
+
+
+def default_sweep() -> list[RunConfig]:
+    """The ANN; STDI over T with bursts (f_c=4) and binary (f_c=1); f_c at T=4; rate coding."""
+    rows = [RunConfig("ann")]
+    rows += [RunConfig(T=T, f_c=4) for T in (1, 2, 3, 4, 6, 8)]
+    rows += [RunConfig(T=T, f_c=1) for T in (1, 2, 3, 4, 6, 8)]
+    rows += [RunConfig(T=4, f_c=f_c) for f_c in (2, 8)]
+    rows += [RunConfig(coding="rate", T=T, f_c=1) for T in (4, 8, 16, 32, 64, 128, 256)]
+    return rows
+
+
+def benchmark_scenes(count: int, size: tuple[int, int]) -> list[Scene]:
+    """The first `count` scenes of the fixed test split, at size (H, W)."""
+    seeds = itertools.islice(iter(SPLITS["test"]), count)
+    return [generate_scene(seed, size[1], size[0]) for seed in seeds]
+
+
+def evaluate(detector: Detector, scenes: Sequence[Scene], batch_size: int = 8,
+             score_threshold: float = 0.001, iou_threshold: float = 0.6) -> dict:
+    """mAP@0.5 and mAP@0.5:0.95 over scenes, with mean spikes / SOPs / energy per frame."""
+    detections, energies, seconds = [], [], 0.0
+    for start in range(0, len(scenes), batch_size):
+        chunk = scenes[start:start + batch_size]
+        began = time.perf_counter()
+        results = detector.detect([s.image for s in chunk], score_threshold, iou_threshold, 100)
+        seconds += time.perf_counter() - began
+        detections += [(r.boxes_xyxy, r.scores, r.class_ids) for r in results]
+        energies += [r.energy for r in results if r.energy]
+    gt = [(s.boxes_xyxy, s.class_ids, s.image.shape[1], s.image.shape[0]) for s in scenes]
+    metrics = evaluate_detections(gt, detections, len(detector.names), detector.names)
+    row = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
+           "ms_per_image": 1e3 * seconds / max(len(scenes), 1)}
+    if energies:
+        for key in energies[0]:
+            row[key] = float(np.mean([e[key] for e in energies]))
+    return row
+
+
+def sweep(model_path: str, scenes: Sequence[Scene], configs: Sequence[RunConfig],
+          device: str = "cpu", progress=None) -> list[dict]:
+    """One evaluated row per configuration, each tagged with its settings and label."""
+    rows = []
+    for config in configs:
+        detector = Detector(model_path, device, config.engine, config.T, config.f_c,
+                            coding=config.coding)
+        rows.append({"label": config.label, **asdict(config), **evaluate(detector, scenes)})
+        if progress:
+            progress(rows[-1])
+    return rows
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """The sweep as a Markdown table, mAP as a ratio of the ANN's beside each figure."""
+    ann = next((r for r in rows if r["engine"] == "ann"), None)
+    lines = ["| model | mAP@0.5 | x ANN | mAP@0.5:0.95 | x ANN | spikes / frame | "
+             "SOPs / frame | E_SNN / frame | E_ANN / frame |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio50 = r["map50"] / ann["map50"] if ann and ann["map50"] else float("nan")
+        ratio95 = r["map50_95"] / ann["map50_95"] if ann and ann["map50_95"] else float("nan")
+        spikes = f"{r['spikes']:.3g}" if "spikes" in r else "-"
+        sops = f"{r['sops']:.3g}" if "sops" in r else "-"
+        e_snn = f"{r['energy_snn_j'] * 1e3:.3f} mJ" if "energy_snn_j" in r else "-"
+        e_ann = f"{r['energy_ann_j'] * 1e3:.3f} mJ" if "energy_ann_j" in r else "-"
+        lines.append(f"| {r['label']} | {r['map50']:.4f} | {ratio50:.3f} | {r['map50_95']:.4f} "
+                     f"| {ratio95:.3f} | {spikes} | {sops} | {e_snn} | {e_ann} |")
+    return "\n".join(lines)

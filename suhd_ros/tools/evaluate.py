@@ -1,0 +1,112 @@
+"""suhd-eval: COCO mAP of the ANN and of the SNN over T, f_c and codings, with spikes and energy.
+
+Writes docs/results/conversion.md (a Markdown table), results.json and plots (mAP, spikes and
+energy against T) from the fixed test split of the built-in benchmark.
+
+Examples:
+  suhd-eval                                  # embedded model, 500 test images, full sweep
+  suhd-eval --model my.safetensors --images 100 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from suhd_ros.detector import Detector, DetectorError
+from suhd_ros.evaluation import (
+    RunConfig,
+    benchmark_scenes,
+    default_sweep,
+    markdown_table,
+    sweep,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="suhd-eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="", help="model file (default: the embedded model)")
+    p.add_argument("--images", type=int, default=500, help="test-split images (default 500)")
+    p.add_argument("--scene-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="size of the test scenes (default: the model's input size)")
+    p.add_argument("--out", type=Path, default=Path("docs/results"), help="output folder")
+    p.add_argument("--quick", action="store_true", help="only the ANN and STDI T=4")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    return p
+
+
+def plot(rows: list[dict], out: Path) -> list[Path]:
+    """mAP, spikes and energy against T, one line per coding; nothing without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("suhd-eval: matplotlib is not installed: no plots", file=sys.stderr)
+        return []
+    ann = next((r for r in rows if r["engine"] == "ann"), None)
+    families: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["engine"] != "ann":
+            families.setdefault(f"{r['coding'].upper()} f_c={r['f_c']}", []).append(r)
+    ann_level = {"map50": ann["map50"] if ann else None, "spikes": None,
+                 "energy_snn_j": next((r["energy_ann_j"] for r in rows if "energy_ann_j" in r),
+                                      None)}
+    written = []
+    figures = (("map50", "mAP@0.5", "map_vs_T.png"),
+               ("spikes", "spikes per frame", "spikes_vs_T.png"),
+               ("energy_snn_j", "estimated energy per frame [J]", "energy_vs_T.png"))
+    for key, ylabel, name in figures:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, family in families.items():
+            family = sorted(family, key=lambda r: r["T"])
+            if len(family) > 1:
+                ax.plot([r["T"] for r in family], [r[key] for r in family], "o-", label=label)
+        if ann_level[key]:
+            ax.axhline(ann_level[key], color="k", linestyle="--", label="ANN")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("timesteps T")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(out / name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        probe = Detector(args.model, args.device, "ann")
+    except DetectorError as e:
+        print(f"suhd-eval: error: {e}", file=sys.stderr)
+        return 2
+    size = tuple(args.scene_size or probe.input_size)
+    configs = [RunConfig("ann"), RunConfig()] if args.quick else default_sweep()
+    scenes = benchmark_scenes(args.images, size)
+    print(f"suhd-eval: {probe.model_path.name}, {len(scenes)} test scenes {size[1]}x{size[0]}, "
+          f"{len(configs)} configurations")
+    rows = sweep(str(probe.model_path), scenes, configs, args.device,
+                 progress=lambda r: print(f"  {r['label']:24s} mAP@0.5 {r['map50']:.4f}  "
+                                          f"mAP@0.5:0.95 {r['map50_95']:.4f}"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+    table = markdown_table(rows)
+    (args.out / "conversion.md").write_text(
+        f"# Conversion results: {probe.model_path.name}\n\n"
+        f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
+        f"{size[1]}x{size[0]} px. Regenerate with `suhd-eval --images {args.images}`.\n\n"
+        f"{table}\n")
+    plot(rows, args.out)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
