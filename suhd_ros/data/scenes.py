@@ -1,0 +1,544 @@
+"""Procedural detection benchmark: shapes on cluttered backgrounds, deterministic by seed.
+
+No public data set can be downloaded where this project is built, so the benchmark is drawn.
+Every scene comes from one `numpy.random.Generator(seed)`; the same seed and size give the same
+bytes on every machine, and the splits are disjoint seed ranges (`SPLITS`).
+
+Labelling rules (what a box means):
+- Boxes are `[x1, y1, x2, y2]` in continuous pixel coordinates: pixel column `c` spans
+  `[c, c + 1)`, so a box is tight when `x1` is the first and `x2 - 1` the last column of drawn
+  pixels (the COCO convention, `w = x2 - x1`).
+- The box is computed from the object's drawn mask (the pixels its shape fills), never from
+  its nominal geometry.
+- Objects may overlap; later objects are drawn on top. An occluded object keeps the box of its
+  whole drawn mask (the amodal extent, as in VOC/COCO), hidden parts included. An object whose
+  visible fraction of its mask falls below `SceneStyle.min_visible` is mostly hidden: it is
+  neither labelled nor drawn, so no unlabelled object is left in the image (dropping it can
+  only uncover the objects beneath, so the rule stays true for those kept).
+- Distractors (lines, curves, arcs, letters) are never labelled; a few thin ones may cross
+  objects in front. Blur and noise come after labelling, so a blurred edge may bleed one pixel.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+CLASS_NAMES = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "hexagon",
+    "arrow",
+    "heart",
+    "crescent",
+)
+
+SPLITS = {
+    "train": range(0, 1_000_000),
+    "val": range(1_000_000, 1_010_000),
+    "test": range(2_000_000, 2_010_000),
+}
+
+GENERATOR_VERSION = 1
+_SUBPIXEL_SHIFT = 4  # cv2 fixed-point bits: vertices are drawn with 1/16 px precision
+_MIN_CONTRAST = 90.0  # least L1 distance (0..255 per channel) between an object and its backdrop
+_DISTRACTOR_LETTERS = "ABEFGHKLMNPRSUWYZ2345679"  # no glyph that looks like a class (O, X, +)
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """What a scene may contain; the defaults are the benchmark, tests narrow them."""
+
+    objects: tuple[int, int] = (1, 12)  # inclusive range of objects attempted per scene
+    size_px: tuple[float, float] = (8.0, 200.0)  # nominal longer side, log-uniform
+    min_visible: float = 0.5  # below this visible fraction an object counts as mostly hidden
+    textures: tuple[str, ...] = ("solid", "stripes", "checker", "noise")
+    backgrounds: tuple[str, ...] = ("gradient", "noise", "stripes", "flat")
+    clutter: tuple[int, int] = (0, 10)  # inclusive range of distractors per scene
+    lighting: float = 0.35  # largest relative brightness change of the lighting gradient
+    blur_probability: float = 0.3
+    noise_sigma: tuple[float, float] = (0.0, 8.0)  # sensor noise, grey levels
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One image with its ground truth (see the module docstring for the box convention)."""
+
+    image: np.ndarray  # [H, W, 3] uint8 RGB
+    boxes_xyxy: np.ndarray  # [K, 4] float32, pixels
+    class_ids: np.ndarray  # [K] int64, index into CLASS_NAMES
+    visible_fraction: np.ndarray = field(  # [K] float32, share of each mask left uncovered
+        default_factory=lambda: np.zeros(0, np.float32)
+    )
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """An object's drawn mask, cropped to its region of interest."""
+
+    class_id: int
+    top_left: tuple[int, int]  # (x0, y0) of the crop in the image
+    mask: np.ndarray  # [h, w] bool
+
+    @property
+    def window(self) -> tuple[slice, slice]:
+        x0, y0 = self.top_left
+        return slice(y0, y0 + self.mask.shape[0]), slice(x0, x0 + self.mask.shape[1])
+
+    def box(self) -> np.ndarray:
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        cols = np.flatnonzero(self.mask.any(axis=0))
+        x0, y0 = self.top_left
+        return np.array(
+            [x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], np.float32
+        )
+
+
+# ----------------------------------------------------------------------------- shape templates
+# A template is a list of (polygon, fill) in unit coordinates; fill=False erases (holes).
+
+
+def _regular(n: int, radius: float = 1.0, phase: float = 0.0, centre=(0.0, 0.0)) -> np.ndarray:
+    angles = phase + 2.0 * np.pi * np.arange(n) / n
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1) * radius + np.asarray(centre)
+
+
+def _star(points: int = 5, inner: float = 0.42) -> np.ndarray:
+    radii = np.where(np.arange(2 * points) % 2 == 0, 1.0, inner)
+    return _regular(2 * points, phase=-np.pi / 2) * radii[:, None]
+
+
+def _heart() -> np.ndarray:
+    t = np.linspace(0.0, 2.0 * np.pi, 64, endpoint=False)
+    x = 16.0 * np.sin(t) ** 3
+    y = -(13.0 * np.cos(t) - 5.0 * np.cos(2 * t) - 2.0 * np.cos(3 * t) - np.cos(4 * t))
+    return np.stack([x, y], axis=1)
+
+
+def _cross(half_width: float = 0.33) -> np.ndarray:
+    a, w = 1.0, half_width
+    return np.array(
+        [[-w, -a], [w, -a], [w, -w], [a, -w], [a, w], [w, w],
+         [w, a], [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w]]
+    )  # fmt: skip
+
+
+def _arrow() -> np.ndarray:
+    return np.array(
+        [[-1.0, -0.28], [0.15, -0.28], [0.15, -0.8], [1.0, 0.0],
+         [0.15, 0.8], [0.15, 0.28], [-1.0, 0.28]]
+    )  # fmt: skip
+
+
+def _normalised(parts: list[tuple[np.ndarray, bool]]) -> tuple[tuple[np.ndarray, bool], ...]:
+    """Centre the filled extent on the origin and scale its longer side to 2 (unit half-size)."""
+    filled = np.concatenate([p for p, fill in parts if fill])
+    lo, hi = filled.min(axis=0), filled.max(axis=0)
+    centre, half = (lo + hi) / 2.0, (hi - lo).max() / 2.0
+    return tuple(((p - centre) / half, fill) for p, fill in parts)
+
+
+def _templates() -> tuple[tuple[tuple[np.ndarray, bool], ...], ...]:
+    circle = _regular(48)
+    shapes = {
+        "circle": [(circle, True)],
+        "square": [(np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]), True)],
+        "triangle": [(_regular(3, phase=-np.pi / 2), True)],
+        "star": [(_star(), True)],
+        "cross": [(_cross(), True)],
+        "ring": [(circle, True), (_regular(48, 0.55), False)],
+        "hexagon": [(_regular(6), True)],
+        "arrow": [(_arrow(), True)],
+        "heart": [(_heart(), True)],
+        "crescent": [(circle, True), (_regular(48, 0.85, centre=(0.45, 0.0)), False)],
+    }
+    return tuple(_normalised(shapes[name]) for name in CLASS_NAMES)
+
+
+_TEMPLATES = _templates()  # immutable constant, one entry per CLASS_NAMES
+
+
+# ----------------------------------------------------------------------------- sampling helpers
+
+
+def _random_colour(rng: np.random.Generator) -> np.ndarray:
+    rgb = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 1.0), rng.uniform(0.25, 1.0))
+    return np.array(rgb, np.float32) * 255.0
+
+
+def _contrasting_colour(rng: np.random.Generator, backdrop: np.ndarray) -> np.ndarray:
+    """A random colour that stands out from `backdrop`, so every object is visible."""
+    for _ in range(8):
+        colour = _random_colour(rng)
+        if np.abs(colour - backdrop).sum() >= _MIN_CONTRAST:
+            return colour
+    black, white = np.zeros(3, np.float32), np.full(3, 255.0, np.float32)
+    return black if np.abs(backdrop).sum() > np.abs(white - backdrop).sum() else white
+
+
+def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates as broadcastable float32 vectors ([H, 1] and [1, W])."""
+    return (
+        np.arange(height, dtype=np.float32)[:, None],
+        np.arange(width, dtype=np.float32)[None, :],
+    )
+
+
+def _unit_ramp(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A linear ramp in a random direction, from 0 to 1 over the image, [H, W]."""
+    phi = rng.uniform(0.0, 2.0 * np.pi)
+    y, x = _grid(height, width)
+    ramp = x * np.float32(np.cos(phi)) + y * np.float32(np.sin(phi))
+    return (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
+    """Low-frequency noise in [0, 1], [H, W]: a coarse random grid interpolated up."""
+    grid = rng.random((cells + 1, cells + 1), dtype=np.float32)
+    return cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC).clip(0.0, 1.0)
+
+
+def _stripes(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Binary stripes of random period and direction, [H, W] in {0, 1}."""
+    phi, period = rng.uniform(0.0, np.pi), rng.uniform(3.0, 16.0)
+    y, x = _grid(height, width)
+    phase = x * np.float32(np.cos(phi) / period) + y * np.float32(np.sin(phi) / period)
+    return (phase % 1.0 < 0.5).astype(np.float32)
+
+
+def _checker(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    cell = int(rng.integers(2, 10))
+    y, x = np.ogrid[0:height, 0:width]
+    return ((x // cell + y // cell) % 2).astype(np.float32)
+
+
+def _mix(weight: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Blend two colours by a [H, W] weight map into [H, W, 3], `a + weight * (b - a)`.
+
+    One affine colour transform in OpenCV: numpy's broadcast over a last axis of 3 is slow.
+    """
+    matrix = np.stack([b - a, a], axis=1).astype(np.float32)  # [3, 2]: slope, offset
+    return cv2.transform(np.ascontiguousarray(weight, np.float32), matrix)
+
+
+def _background(rng: np.random.Generator, kind: str, height: int, width: int) -> np.ndarray:
+    a, b = _random_colour(rng), _random_colour(rng)
+    if kind == "flat":
+        return np.broadcast_to(np.round(a), (height, width, 3)).copy()
+    if kind == "gradient":
+        return _mix(_unit_ramp(rng, height, width), a, b)
+    if kind == "noise":
+        return _mix(_smooth_noise(rng, height, width, int(rng.integers(2, 9))), a, b)
+    if kind == "stripes":
+        return _mix(_stripes(rng, height, width), a, a + 0.35 * (b - a))
+    raise ValueError(f"unknown background {kind!r}")
+
+
+def _texture(
+    rng: np.random.Generator, kind: str, height: int, width: int, backdrop: np.ndarray
+) -> np.ndarray:
+    """An object's paint for its crop, [h, w, 3]; both colours contrast with the backdrop."""
+    a = _contrasting_colour(rng, backdrop)
+    if kind == "solid":
+        return np.broadcast_to(np.round(a), (height, width, 3))
+    b = _contrasting_colour(rng, backdrop)
+    if kind == "stripes":
+        return _mix(_stripes(rng, height, width), a, b)
+    if kind == "checker":
+        return _mix(_checker(rng, height, width), a, b)
+    if kind == "noise":
+        return _mix(_smooth_noise(rng, height, width, int(rng.integers(2, 6))), a, b)
+    raise ValueError(f"unknown texture {kind!r}")
+
+
+# ----------------------------------------------------------------------------- objects
+
+
+def _place(rng: np.random.Generator, style: SceneStyle, width: int, height: int) -> _Placed:
+    """Sample one object's class, size, aspect, rotation and position, and draw its mask."""
+    class_id = int(rng.integers(len(CLASS_NAMES)))
+    parts = _TEMPLATES[class_id]
+    lo, hi = style.size_px
+    hi = min(hi, 0.7 * min(width, height))
+    size = math.exp(rng.uniform(math.log(lo), math.log(max(hi, lo))))
+    aspect = math.exp(rng.uniform(-0.3, 0.3))
+    scale = np.array([min(1.0, aspect), min(1.0, 1.0 / aspect)]) * size / 2.0
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    polygons = [((p * scale) @ rotation.T, fill) for p, fill in parts]
+    radius = max(float(np.linalg.norm(p, axis=1).max()) for p, _ in polygons)
+    centre = np.array(
+        [
+            rng.uniform(min(radius, width / 2), max(width - radius, width / 2)),
+            rng.uniform(min(radius, height / 2), max(height - radius, height / 2)),
+        ]
+    )
+    x0, y0 = (max(int(c - radius) - 1, 0) for c in centre)
+    x1, y1 = min(int(centre[0] + radius) + 2, width), min(int(centre[1] + radius) + 2, height)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for polygon, fill in polygons:
+        fixed = np.round((polygon + centre - (x0, y0)) * (1 << _SUBPIXEL_SHIFT)).astype(np.int32)
+        cv2.fillPoly(mask, [fixed], int(fill), lineType=cv2.LINE_8, shift=_SUBPIXEL_SHIFT)
+    return _Placed(class_id, (x0, y0), mask.astype(bool))
+
+
+def _visible_fractions(placed: list[_Placed], height: int, width: int) -> np.ndarray:
+    """Share of each mask not covered by the objects drawn after it."""
+    owner = np.full((height, width), -1, np.int32)
+    for k, obj in enumerate(placed):
+        owner[obj.window][obj.mask] = k
+    return np.array(
+        [
+            np.count_nonzero(owner[obj.window][obj.mask] == k) / max(np.count_nonzero(obj.mask), 1)
+            for k, obj in enumerate(placed)
+        ],
+        np.float32,
+    )
+
+
+def _paint(rng: np.random.Generator, canvas: np.ndarray, obj: _Placed, kind: str) -> None:
+    window = canvas[obj.window]
+    backdrop = window[obj.mask].mean(axis=0)
+    paint = _texture(rng, kind, *obj.mask.shape, backdrop)
+    window[obj.mask] = paint[obj.mask]
+
+
+# ----------------------------------------------------------------------------- distractors
+
+
+def _distractor(rng: np.random.Generator, canvas: np.ndarray, thin: bool) -> None:
+    """Draw one unlabelled line, curve, arc or letter in one flat colour.
+
+    The stroke is drawn into a uint8 mask first: OpenCV's text drawing only accepts 8-bit
+    images, and one mask path keeps the four kinds alike.
+    """
+    height, width = canvas.shape[:2]
+    stroke = np.zeros((height, width), np.uint8)
+    thickness = int(rng.integers(1, 3 if thin else 5))
+    kind = int(rng.integers(4))
+    if kind == 0:
+        p, q = (tuple(int(v) for v in rng.integers(0, (width, height))) for _ in range(2))
+        cv2.line(stroke, p, q, 1, thickness)
+    elif kind == 1:
+        steps = rng.normal(0.0, 0.1 * min(width, height), size=(int(rng.integers(3, 8)), 2))
+        points = (rng.uniform((0, 0), (width, height)) + np.cumsum(steps, axis=0)).astype(np.int32)
+        cv2.polylines(stroke, [points], False, 1, thickness)
+    elif kind == 2:
+        centre = tuple(int(v) for v in rng.integers(0, (width, height)))
+        axes = tuple(int(v) for v in rng.integers(4, max(min(width, height) // 3, 5), size=2))
+        start = float(rng.uniform(0.0, 360.0))
+        span = float(rng.uniform(30.0, 200.0))
+        cv2.ellipse(stroke, centre, axes, 0.0, start, start + span, 1, thickness)
+    else:
+        text = "".join(rng.choice(list(_DISTRACTOR_LETTERS), size=int(rng.integers(1, 4))))
+        origin = tuple(int(v) for v in rng.integers(0, (width, height)))
+        font_scale = float(rng.uniform(0.3, 1.5))
+        cv2.putText(stroke, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1, thickness)
+    canvas[stroke.astype(bool)] = _random_colour(rng)
+
+
+# ----------------------------------------------------------------------------- photometry
+
+
+def _lighting(rng: np.random.Generator, canvas: np.ndarray, strength: float) -> np.ndarray:
+    """Multiply by a smooth brightness field: a linear ramp plus one soft spot."""
+    height, width = canvas.shape[:2]
+    gain = 1.0 + strength * (2.0 * _unit_ramp(rng, height, width) - 1.0)
+    cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+    sigma = rng.uniform(0.2, 0.6) * max(width, height)
+    y, x = _grid(height, width)
+    spot = np.exp(((x - cx) ** 2 + (y - cy) ** 2) * np.float32(-0.5 / sigma**2))
+    gain += np.float32(rng.uniform(-strength, strength)) * spot
+    return canvas * gain[..., None]
+
+
+def _sensor(rng: np.random.Generator, canvas: np.ndarray, style: SceneStyle) -> np.ndarray:
+    """Optical blur and luminance noise, then quantisation to uint8."""
+    if rng.random() < style.blur_probability:
+        canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.5, 1.5))
+    sigma = rng.uniform(*style.noise_sigma)
+    if sigma > 0.0:
+        noise = rng.standard_normal(canvas.shape[:2], dtype=np.float32)
+        canvas = canvas + (sigma * noise)[..., None]
+    canvas = np.clip(canvas + 0.5, 0.0, 255.0)  # + 0.5 then truncation: round to nearest
+    return canvas.astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def generate_scene(seed: int, width: int, height: int, style: SceneStyle | None = None) -> Scene:
+    """Draw the scene of `seed` at `width` x `height`; identical output for identical inputs."""
+    style = style or SceneStyle()
+    rng = np.random.default_rng(seed)
+    canvas = _background(rng, str(rng.choice(style.backgrounds)), height, width)
+    clutter = int(rng.integers(style.clutter[0], style.clutter[1] + 1))
+    in_front = rng.random(clutter) < 0.25
+    for _ in range(int(np.count_nonzero(~in_front))):
+        _distractor(rng, canvas, thin=False)
+
+    count = int(rng.integers(style.objects[0], style.objects[1] + 1))
+    attempts = [_place(rng, style, width, height) for _ in range(count)]
+    visible = _visible_fractions(attempts, height, width)
+    placed = [obj for obj, v in zip(attempts, visible, strict=True) if v >= style.min_visible]
+    for obj in placed:
+        _paint(rng, canvas, obj, str(rng.choice(style.textures)))
+
+    for _ in range(int(np.count_nonzero(in_front))):
+        _distractor(rng, canvas, thin=True)
+    if style.lighting > 0.0:
+        canvas = _lighting(rng, canvas, style.lighting)
+    return Scene(
+        image=_sensor(rng, canvas, style),
+        boxes_xyxy=np.stack([o.box() for o in placed]) if placed else np.zeros((0, 4), np.float32),
+        class_ids=np.array([o.class_id for o in placed], np.int64),
+        visible_fraction=_visible_fractions(placed, height, width),
+    )
+
+
+def split_seed(split: str, index: int) -> int:
+    """The seed of scene `index` of a split (IndexError past the split's end)."""
+    return SPLITS[split][index]
+
+
+# ----------------------------------------------------------------------------- COCO files
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image of an exported split, as read back from its instances JSON."""
+
+    path: Path
+    width: int
+    height: int
+    boxes_xyxy: np.ndarray  # [K, 4] float32
+    class_ids: np.ndarray  # [K] int64, index into CLASS_NAMES
+
+
+def coco_categories() -> list[dict]:
+    """COCO categories; ids start at 1 because COCO tools treat 0 as 'no category'."""
+    return [
+        {"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(CLASS_NAMES)
+    ]
+
+
+def _coco_annotations(scene: Scene, image_id: int, first_id: int) -> Iterator[dict]:
+    for k, (box, class_id) in enumerate(zip(scene.boxes_xyxy, scene.class_ids, strict=True)):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        yield {
+            "id": first_id + k,
+            "image_id": image_id,
+            "category_id": int(class_id) + 1,
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "area": (x2 - x1) * (y2 - y1),
+            "iscrowd": 0,
+        }
+
+
+def _export_info(split: str, count: int, width: int, height: int, style: SceneStyle) -> dict:
+    return {
+        "description": "suhd_ros procedural shapes benchmark",
+        "generator_version": GENERATOR_VERSION,
+        "split": split,
+        "count": count,
+        "width": width,
+        "height": height,
+        "style": json.loads(json.dumps(asdict(style))),
+    }
+
+
+def _export_done(json_path: Path, info: dict) -> bool:
+    """True when an earlier export with the same settings finished (JSON and all images)."""
+    if not json_path.is_file():
+        return False
+    dataset = json.loads(json_path.read_text())
+    if dataset.get("info") != info:
+        return False
+    return all((json_path.parent.parent / img["file_name"]).is_file() for img in dataset["images"])
+
+
+def export_coco(
+    out_dir: str | Path,
+    split: str,
+    count: int,
+    width: int,
+    height: int,
+    progress: bool = True,
+    style: SceneStyle | None = None,
+) -> Path:
+    """Write `count` scenes of `split` as PNGs plus `annotations/instances_<split>.json`.
+
+    Idempotent: a finished export with the same settings is left untouched; anything else is
+    rewritten (scenes are deterministic, so rewritten images are identical). The JSON is written
+    last and atomically, so an interrupted export is redone on the next call.
+    """
+    style = style or SceneStyle()
+    root = Path(out_dir)
+    json_path = root / "annotations" / f"instances_{split}.json"
+    info = _export_info(split, count, width, height, style)
+    if _export_done(json_path, info):
+        return json_path
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for index in tqdm(range(count), desc=f"export {split}", disable=not progress, unit="img"):
+        seed = split_seed(split, index)
+        scene = generate_scene(seed, width, height, style)
+        file_name = f"images/{split}/{seed:07d}.png"
+        bgr = cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(root / file_name), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        image_id = index + 1
+        images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        annotations.extend(_coco_annotations(scene, image_id, len(annotations) + 1))
+    dataset = {
+        "info": info,
+        "images": images,
+        "annotations": annotations,
+        "categories": coco_categories(),
+    }
+    partial = json_path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(dataset))
+    partial.replace(json_path)
+    return json_path
+
+
+def load_coco(json_path: str | Path) -> list[LabelledImage]:
+    """Read a COCO instances JSON (ours or any with xywh boxes) into per-image labels.
+
+    Category ids are mapped to indices in the order of the sorted category ids, and image paths
+    are resolved against the export root (the folder above `annotations/`).
+    """
+    json_path = Path(json_path)
+    dataset = json.loads(json_path.read_text())
+    category_ids = sorted(cat["id"] for cat in dataset["categories"])
+    class_of = {category_id: k for k, category_id in enumerate(category_ids)}
+    per_image: dict[int, list[dict]] = {img["id"]: [] for img in dataset["images"]}
+    for ann in dataset["annotations"]:
+        per_image[ann["image_id"]].append(ann)
+    root = json_path.parent.parent
+    labelled = []
+    for img in dataset["images"]:
+        anns = [a for a in per_image[img["id"]] if not a.get("iscrowd", 0)]
+        xywh = np.array([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+        labelled.append(
+            LabelledImage(
+                path=root / img["file_name"],
+                width=int(img["width"]),
+                height=int(img["height"]),
+                boxes_xyxy=np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+                class_ids=np.array([class_of[a["category_id"]] for a in anns], np.int64),
+            )
+        )
+    return labelled

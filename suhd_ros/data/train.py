@@ -1,0 +1,444 @@
+"""Train YOLOv5 (ReLU, ready for SNN conversion) on the procedural benchmark, on CPU or GPU.
+
+The recipe is YOLOv5's (v6.x, hyp.scratch-low): the loss of `suhd_ros.data.loss`, gradient
+accumulation to a nominal batch of 64, AdamW (beta1 0.937; chosen by measurement for short CPU
+runs) or SGD with Nesterov momentum 0.937, a cosine learning rate with linear warm-up, an EMA
+of the weights (the EMA is what gets evaluated and saved), HSV / flip / scale / translate
+augmentation (no mosaic). Scenes come from the generator on the fly (fresh scenes every epoch)
+or from an exported COCO folder.
+
+Outputs in `out_dir`: `last.pt` (resumable: tensors and plain values only, loadable with
+`torch.load(..., weights_only=True)`), `best.safetensors` (a project model file of the best EMA
+weights by COCO fitness) and `results.json` (per-epoch losses and mAP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from suhd_ros.data.coco_eval import evaluate_detections
+from suhd_ros.data.dataset import (
+    Augmentation,
+    CocoScenes,
+    GeneratedScenes,
+    SceneSource,
+    collate,
+    load_sample,
+)
+from suhd_ros.data.loss import LossGains, YoloLoss
+from suhd_ros.data.scenes import CLASS_NAMES
+from suhd_ros.yolo.config import yolov5_description
+from suhd_ros.yolo.model import YOLOv5
+from suhd_ros.yolo.model_file import model_metadata, save_model_file
+from suhd_ros.yolo.postprocess import postprocess
+
+CHECKPOINT_NAME = "last.pt"
+BEST_NAME = "best.safetensors"
+RESULTS_NAME = "results.json"
+_ANY_RUN = ("epochs", "resume", "progress", "threads")  # settings a resumed run may change
+
+
+def _opt(default: object, help_text: str):
+    """A config field whose help text also serves the command line."""
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass
+class TrainConfig:
+    """One training run; every field is also a `suhd-train` option."""
+
+    out_dir: str = _opt("runs/train", "folder for last.pt, best.safetensors, results.json")
+    data: str | None = _opt(None, "exported COCO folder; default: draw scenes on the fly")
+    size: str = _opt("n", "YOLOv5 size n/s/m/l/x")
+    width_multiple: float | None = _opt(None, "override the size's width multiple")
+    depth_multiple: float | None = _opt(None, "override the size's depth multiple")
+    img_size: int = _opt(320, "square network input, pixels (multiple of 32)")
+    epochs: int = _opt(30, "epochs")
+    batch_size: int = _opt(16, "images per forward pass")
+    nominal_batch: int = _opt(64, "images per optimiser step (gradient accumulation)")
+    train_images: int = _opt(2000, "training images per epoch")
+    val_images: int = _opt(200, "validation images (generator only)")
+    # measured: 10 epochs x 1024 scenes at 128 px, YOLOv5n, CPU: AdamW(lr0 0.001) reached
+    # mAP@0.5 0.010 / box loss 0.082 where SGD(lr0 0.01) reached 0.002 / 0.092
+    optimizer: str = _opt("adamw", "adamw or sgd (Nesterov; YOLOv5's choice for long runs)")
+    lr0: float = _opt(0.001, "initial learning rate (YOLOv5: 0.001 AdamW, 0.01 SGD)")
+    lrf: float = _opt(0.01, "final learning rate as a fraction of lr0 (cosine)")
+    momentum: float = _opt(0.937, "SGD momentum / AdamW beta1")
+    weight_decay: float = _opt(5e-4, "weight decay of conv weights, per nominal batch")
+    warmup_epochs: float = _opt(3.0, "warm-up length in epochs")
+    warmup_min_iters: int = _opt(100, "shortest warm-up in batches")
+    warmup_momentum: float = _opt(0.8, "momentum at the start of warm-up")
+    warmup_bias_lr: float = _opt(0.1, "bias learning rate at the start of warm-up")
+    box: float = _opt(LossGains.box, "box loss gain")
+    obj: float = _opt(LossGains.obj, "objectness loss gain")
+    cls: float = _opt(LossGains.cls, "class loss gain")
+    anchor_t: float = _opt(LossGains.anchor_t, "anchor-target size ratio threshold")
+    hsv_h: float = _opt(Augmentation.hsv_h, "hue augmentation gain")
+    hsv_s: float = _opt(Augmentation.hsv_s, "saturation augmentation gain")
+    hsv_v: float = _opt(Augmentation.hsv_v, "value augmentation gain")
+    fliplr: float = _opt(Augmentation.fliplr, "left-right flip probability")
+    flipud: float = _opt(Augmentation.flipud, "up-down flip probability")
+    scale: float = _opt(Augmentation.scale, "random scale +/- gain")
+    translate: float = _opt(Augmentation.translate, "random translation +/- fraction")
+    ema_decay: float = _opt(0.9999, "EMA decay")
+    ema_tau: float = _opt(2000.0, "EMA ramp: decay * (1 - exp(-updates / tau))")
+    conf_threshold: float = _opt(0.001, "validation score threshold")
+    iou_threshold: float = _opt(0.6, "validation NMS IoU threshold")
+    seed: int = _opt(0, "seed of initial weights, scene order and augmentation")
+    threads: int = _opt(2, "CPU threads (command line only)")
+    resume: bool = _opt(False, "continue the run in out_dir from last.pt")
+    progress: bool = _opt(True, "show progress bars")
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(**{f.name: getattr(self, f.name) for f in fields(Augmentation)})
+
+    def gains(self) -> LossGains:
+        return LossGains(**{f.name: getattr(self, f.name) for f in fields(LossGains)})
+
+
+# ----------------------------------------------------------------------------- model, optimiser
+
+
+def make_model(config: TrainConfig) -> YOLOv5:
+    """A fresh ReLU YOLOv5 for the benchmark's classes; the seed fixes the initial weights."""
+    description = yolov5_description(config.size, len(CLASS_NAMES))
+    if config.width_multiple is not None:
+        description["width_multiple"] = config.width_multiple
+    if config.depth_multiple is not None:
+        description["depth_multiple"] = config.depth_multiple
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        return YOLOv5.from_description(description, activation="relu", names=list(CLASS_NAMES))
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Three groups as in YOLOv5: conv weights (decayed), norm weights, biases (not decayed)."""
+    decayed, norm_weights, biases = [], [], []
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if name == "bias":
+                biases.append(p)
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                norm_weights.append(p)
+            else:
+                decayed.append(p)
+    groups = [
+        {"params": decayed, "weight_decay": _scaled_decay(config)},
+        {"params": norm_weights, "weight_decay": 0.0},
+        {"params": biases, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr0, momentum=config.momentum, nesterov=True)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr0, betas=(config.momentum, 0.999))
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; expected sgd or adamw")
+
+
+def _accumulate(config: TrainConfig) -> int:
+    return max(round(config.nominal_batch / config.batch_size), 1)
+
+
+def _scaled_decay(config: TrainConfig) -> float:
+    """YOLOv5 scales weight decay to the images actually seen per optimiser step."""
+    return config.weight_decay * config.batch_size * _accumulate(config) / config.nominal_batch
+
+
+class ModelEMA:
+    """Exponential moving average of weights and buffers, decay ramped up from 0 (YOLOv5)."""
+
+    def __init__(self, model: nn.Module, decay: float, tau: float, updates: int = 0) -> None:
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, updates
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        current = model.state_dict()
+        for name, value in self.module.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(current[name].detach(), alpha=1 - d)
+
+
+def lr_factor(epoch: float, config: TrainConfig) -> float:
+    """Cosine from 1 at epoch 0 to lrf at the last epoch."""
+    return ((1 - math.cos(epoch * math.pi / config.epochs)) / 2) * (config.lrf - 1) + 1
+
+
+def _set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr0 * lr_factor(epoch, config)
+
+
+def _warm_up(
+    optimizer: torch.optim.Optimizer, step: int, warmup_steps: int, epoch: int, config: TrainConfig
+) -> int:
+    """Linear warm-up of learning rate, momentum and accumulation; returns the accumulation."""
+    span = [0, warmup_steps]
+    target_lr = config.lr0 * lr_factor(epoch, config)
+    for k, group in enumerate(optimizer.param_groups):
+        start = config.warmup_bias_lr if k == 2 else 0.0
+        group["lr"] = float(np.interp(step, span, [start, target_lr]))
+        momentum = float(np.interp(step, span, [config.warmup_momentum, config.momentum]))
+        if "betas" in group:
+            group["betas"] = (momentum, group["betas"][1])
+        else:
+            group["momentum"] = momentum
+    return max(1, round(float(np.interp(step, span, [1, _accumulate(config)]))))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_sources(config: TrainConfig) -> tuple[SceneSource, SceneSource]:
+    """(train, val) scene sources: the generator's splits or an exported folder's JSONs."""
+    if config.data is None:
+        size = config.img_size
+        return (
+            GeneratedScenes("train", size, size),
+            GeneratedScenes("val", size, size, count=config.val_images),
+        )
+    annotations = Path(config.data) / "annotations"
+    return (
+        CocoScenes(annotations / "instances_train.json"),
+        CocoScenes(annotations / "instances_val.json"),
+    )
+
+
+def epoch_indices(source: SceneSource, epoch: int, config: TrainConfig) -> np.ndarray:
+    """Shuffled source indices of one epoch; the generator gets fresh scenes every epoch."""
+    n = min(config.train_images, len(source))
+    window = (epoch * n + np.arange(n)) % len(source)
+    return np.random.default_rng((config.seed, epoch)).permutation(window)
+
+
+def training_batch(
+    source: SceneSource, indices: Sequence[int], epoch: int, config: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented batch; each sample's randomness depends only on (seed, epoch, index)."""
+    aug = config.augmentation()
+    samples = []
+    for index in map(int, indices):
+        rng = np.random.default_rng((config.seed, epoch, index))
+        samples.append(load_sample(source, index, config.img_size, rng, aug))
+    return collate(samples)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: YOLOv5, source: SceneSource, config: TrainConfig, progress: bool = False
+) -> dict:
+    """COCO mAP of `model` on `source` in network-input coordinates (letterboxed)."""
+    model.eval()
+    gt, dets = [], []
+    starts = range(0, len(source), config.batch_size)
+    for start in tqdm(starts, desc="val", disable=not progress, leave=False):
+        samples = [
+            load_sample(source, i, config.img_size)
+            for i in range(start, min(start + config.batch_size, len(source)))
+        ]
+        images, _ = collate(samples)
+        decoded, _ = model(images)
+        found = postprocess(decoded, config.conf_threshold, config.iou_threshold, max_det=300)
+        size = config.img_size
+        gt += [(s.boxes_xyxy, s.class_ids, size, size) for s in samples]
+        dets += [(d.boxes_xyxy, d.scores, d.class_ids) for d in found]
+    return evaluate_detections(gt, dets, num_classes=len(model.names), class_names=model.names)
+
+
+def fitness(metrics: dict) -> float:
+    """YOLOv5's model-selection score: 0.1 mAP@0.5 + 0.9 mAP@0.5:0.95 (NaN counts as 0)."""
+    value = 0.1 * metrics["map50"] + 0.9 * metrics["map50_95"]
+    return 0.0 if math.isnan(value) else value
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class RunState:
+    """Everything a resumed run needs besides the modules themselves."""
+
+    epoch: int = -1  # last finished epoch
+    best_fitness: float = -1.0
+    history: list[dict] = field(default_factory=list)
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    ema: ModelEMA,
+    optimizer: torch.optim.Optimizer,
+    state: RunState,
+    config: TrainConfig,
+) -> None:
+    """Tensors and plain values only (no pickled code); written atomically."""
+    payload = {
+        "model": model.state_dict(),
+        "ema": ema.module.state_dict(),
+        "ema_updates": ema.updates,
+        "optimizer": optimizer.state_dict(),
+        "state": asdict(state),
+        "config": asdict(config),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _check_resumable(saved: dict, config: TrainConfig) -> None:
+    current = asdict(config)
+    changed = [k for k, v in saved.items() if k not in _ANY_RUN and current.get(k) != v]
+    if changed:
+        raise ValueError(f"cannot resume: settings differ from the saved run: {changed}")
+
+
+def load_checkpoint(
+    path: Path,
+    model: nn.Module,
+    ema: ModelEMA,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+) -> RunState:
+    """Restore a run saved by `save_checkpoint`; refuses one made with other settings."""
+    payload = torch.load(path, weights_only=True)
+    _check_resumable(payload["config"], config)
+    model.load_state_dict(payload["model"])
+    ema.module.load_state_dict(payload["ema"])
+    ema.updates = int(payload["ema_updates"])
+    optimizer.load_state_dict(payload["optimizer"])
+    return RunState(**payload["state"])
+
+
+def _save_best(path: Path, ema: ModelEMA, config: TrainConfig) -> None:
+    metadata = model_metadata(ema.module, (config.img_size, config.img_size))
+    save_model_file(path, ema.module.state_dict(), metadata)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _train_epoch(
+    epoch: int,
+    model: YOLOv5,
+    ema: ModelEMA,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: YoloLoss,
+    source: SceneSource,
+    config: TrainConfig,
+) -> dict:
+    """One pass over the epoch's scenes; returns the mean loss parts."""
+    model.train()
+    indices = epoch_indices(source, epoch, config)
+    size = config.batch_size
+    batches = [indices[i : i + size] for i in range(0, len(indices), size)]
+    warmup_steps = max(round(config.warmup_epochs * len(batches)), config.warmup_min_iters)
+    accumulate, pending = _accumulate(config), 0
+    _set_epoch_lr(optimizer, epoch, config)
+    total = torch.zeros(3)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress)
+    for k, batch in enumerate(bar):
+        step = k + epoch * len(batches)
+        if step <= warmup_steps:
+            accumulate = _warm_up(optimizer, step, warmup_steps, epoch, config)
+        images, targets = training_batch(source, batch, epoch, config)
+        loss, parts = loss_fn(model(images), targets)
+        loss.backward()
+        pending += 1
+        if pending >= accumulate or k == len(batches) - 1:
+            nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.update(model)
+            pending = 0
+        total += parts
+        bar.set_postfix(box=f"{parts[0]:.4f}", obj=f"{parts[1]:.4f}", cls=f"{parts[2]:.4f}")
+    mean = total / max(len(batches), 1)
+    return {"box_loss": float(mean[0]), "obj_loss": float(mean[1]), "cls_loss": float(mean[2])}
+
+
+def train(config: TrainConfig) -> Path:
+    """Run (or resume) training; returns the path of the best weights (a model file)."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = make_model(config)
+    ema = ModelEMA(model, config.ema_decay, config.ema_tau)
+    optimizer = make_optimizer(model, config)
+    checkpoint = out / CHECKPOINT_NAME
+    state = RunState()
+    if config.resume:
+        if not checkpoint.is_file():
+            raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
+        state = load_checkpoint(checkpoint, model, ema, optimizer, config)
+    loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
+    train_source, val_source = make_sources(config)
+    for epoch in range(state.epoch + 1, config.epochs):
+        losses = _train_epoch(epoch, model, ema, optimizer, loss_fn, train_source, config)
+        metrics = evaluate(ema.module, val_source, config, progress=config.progress)
+        score = fitness(metrics)
+        state.epoch = epoch
+        maps = {"map50": metrics["map50"], "map50_95": metrics["map50_95"]}
+        state.history.append({"epoch": epoch, **losses, **maps, "fitness": score})
+        if score > state.best_fitness or not (out / BEST_NAME).is_file():
+            state.best_fitness = max(score, state.best_fitness)
+            _save_best(out / BEST_NAME, ema, config)
+        save_checkpoint(checkpoint, model, ema, optimizer, state, config)
+        (out / RESULTS_NAME).write_text(json.dumps(state.history, indent=1))
+        if config.progress:
+            tqdm.write(f"epoch {epoch + 1}: mAP@0.5 {maps['map50']:.4f}, "
+                       f"mAP@0.5:0.95 {maps['map50_95']:.4f}")
+    if not (out / BEST_NAME).is_file():
+        _save_best(out / BEST_NAME, ema, config)
+    return out / BEST_NAME
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _argument_type(hint) -> type:
+    """The plain type behind `X | None`."""
+    if isinstance(hint, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="suhd-train", description="Train a ReLU YOLOv5 on the procedural benchmark."
+    )
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if hints[f.name] is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+        else:
+            kind = _argument_type(hints[f.name])
+            parser.add_argument(flag, type=kind, default=f.default, help=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = TrainConfig(**vars(args))
+    torch.set_num_threads(config.threads)
+    print(train(config))
+    return 0
