@@ -57,8 +57,9 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("params_file"),
             {
-                "model_path": LaunchConfiguration("model_path"),
-                "device": LaunchConfiguration("device"),
+                # value_type=str: an empty model_path must stay a string, not become None
+                "model_path": ParameterValue(LaunchConfiguration("model_path"), value_type=str),
+                "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
                 "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
             },
         ],

@@ -40,9 +40,9 @@ def default_sweep() -> list[RunConfig]:
     return rows
 
 
-def benchmark_scenes(count: int, size: tuple[int, int]) -> list[Scene]:
-    """The first `count` scenes of the fixed test split, at size (H, W)."""
-    seeds = itertools.islice(iter(SPLITS["test"]), count)
+def benchmark_scenes(count: int, size: tuple[int, int], split: str = "test") -> list[Scene]:
+    """The first `count` scenes of a fixed split (test by default), at size (H, W)."""
+    seeds = itertools.islice(iter(SPLITS[split]), count)
     return [generate_scene(seed, size[1], size[0]) for seed in seeds]
 
 

@@ -1,0 +1,70 @@
+"""Reproduce the embedded default model: train, choose the conversion on the validation split,
+convert, evaluate on the test split.
+
+    .venv/bin/python scripts/make_default_model.py            # all steps (hours on 2 CPU cores)
+    .venv/bin/python scripts/make_default_model.py --skip-training   # reuse runs/default
+
+The conversion settings (f_c, per-layer or per-channel thresholds, percentile, membrane start)
+are chosen by mAP@0.5:0.95 of the SNN at T = 4 on validation scenes, never on the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+from suhd_ros.conversion import ConversionSettings, convert
+from suhd_ros.data.train import main as train_main
+from suhd_ros.detector import Detector
+from suhd_ros.evaluation import benchmark_scenes, evaluate
+from suhd_ros.paths import DEFAULT_MODEL
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "runs" / "default"
+TRAIN_ARGS = ["--out-dir", str(RUN), "--size", "n", "--img-size", "320", "--epochs", "40",
+              "--train-images", "1500", "--val-images", "200", "--batch-size", "16",
+              "--threads", "2", "--no-progress"]
+CANDIDATES = [
+    ConversionSettings(f_c=f_c, percentile=p, per_channel=pc, half_start=hs)
+    for f_c, p, pc, hs in itertools.product((2, 4), (99.9, 99.99), (False, True), (False, True))
+]
+
+
+def choose(ann_path: Path, calib_count: int, val_count: int) -> tuple[ConversionSettings, list]:
+    val = benchmark_scenes(val_count, (320, 320), split="val")
+    calib = [s.image for s in benchmark_scenes(calib_count, (320, 320), split="train")]
+    trials = []
+    for i, settings in enumerate(CANDIDATES):
+        out = RUN / f"candidate_{i}.safetensors"
+        convert(ann_path, calib, out, settings, progress=False)
+        row = evaluate(Detector(out, "cpu", "fused"), val)
+        trials.append({"settings": settings.__dict__, **row})
+        print(f"  {settings}: mAP@0.5 {row['map50']:.4f} mAP@0.5:0.95 {row['map50_95']:.4f}")
+    best = max(range(len(trials)), key=lambda i: trials[i]["map50_95"])
+    return CANDIDATES[best], trials
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--calibration-images", type=int, default=128)
+    p.add_argument("--val-images", type=int, default=200)
+    args = p.parse_args()
+    if not args.skip_training:
+        train_main(TRAIN_ARGS)
+    ann_path = RUN / "best.safetensors"
+    ann_val = evaluate(Detector(ann_path, "cpu", "ann"),
+                       benchmark_scenes(args.val_images, (320, 320), split="val"))
+    print(f"ANN on validation: {ann_val['map50']:.4f} / {ann_val['map50_95']:.4f}")
+    settings, trials = choose(ann_path, args.calibration_images, args.val_images)
+    print(f"chosen: {settings}")
+    calib = [s.image for s in benchmark_scenes(args.calibration_images, (320, 320), "train")]
+    convert(ann_path, calib, ROOT / "models" / DEFAULT_MODEL, settings, progress=False)
+    (RUN / "conversion_choice.json").write_text(json.dumps(
+        {"ann_val": ann_val, "chosen": settings.__dict__, "trials": trials}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The node `suhd_camera`: a camera for tests and demos, with ground truth when it draws scenes.
+
+By default it draws the project's procedural scenes (`generate_scene(seed + frame)`) and
+publishes each one's boxes on `image/ground_truth` with the image's header, so a consumer can
+score detections frame by frame. With `video_path` or `device_index` it plays a video file or a
+V4L2 device through OpenCV instead (no ground truth then). Images go out with the system default
+QoS (reliable), as camera drivers do. Note that remapping `image` does not move
+`image/ground_truth`: remap both.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
+
+from suhd_ros.data.scenes import generate_scene, split_seed
+from suhd_ros.image_encoding import SUPPORTED_ENCODINGS
+from suhd_ros.ros_conversions import detections_to_msg, rgb_to_image
+
+CAMERA_QOS = QoSProfile(depth=10)  # reliable, volatile: the system default camera drivers use
+
+
+class SuhdCameraNode(Node):
+    """Publishes synthetic scenes (with ground truth), a video file or a V4L2 device."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("suhd_camera", **kwargs)
+        self._declare("rate", 10.0, "frames per second",
+                      floats=FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0))
+        self._declare("width", 640, "synthetic image width [px]",
+                      ints=IntegerRange(from_value=16, to_value=8192, step=1))
+        self._declare("height", 480, "synthetic image height [px]",
+                      ints=IntegerRange(from_value=16, to_value=8192, step=1))
+        self._declare("encoding", "rgb8", f"one of {list(SUPPORTED_ENCODINGS)}")
+        self._declare("frame_id", "camera_optical_frame", "header.frame_id of every image")
+        self._declare("seed", split_seed("test", 0), "seed of the first synthetic scene; "
+                      "frame k shows scene seed + k (default: the benchmark's test split)")
+        self._declare("video_path", "", "play this video file (looping) instead of scenes")
+        self._declare("device_index", -1, "open /dev/video<N> instead of scenes; -1 = none",
+                      ints=IntegerRange(from_value=-1, to_value=255, step=1))
+        self._encoding = self._checked_encoding()
+        self._frame = 0
+        self._capture = self._open_capture()
+        self._image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
+        self._truth_pub = None
+        if self._capture is None:
+            self._truth_pub = self.create_publisher(
+                Detection2DArray, "image/ground_truth", CAMERA_QOS)
+        self.create_timer(1.0 / self._param("rate"), self._publish_frame)
+
+    def _declare(self, name: str, default: Any, description: str,
+                 floats: FloatingPointRange | None = None, ints: IntegerRange | None = None
+                 ) -> None:
+        descriptor = ParameterDescriptor(description=description, read_only=True)
+        if floats is not None:
+            descriptor.floating_point_range = [floats]
+        if ints is not None:
+            descriptor.integer_range = [ints]
+        self.declare_parameter(name, default, descriptor)
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _checked_encoding(self) -> str:
+        encoding = self._param("encoding")
+        if encoding not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"encoding must be one of {list(SUPPORTED_ENCODINGS)}, "
+                             f"got {encoding!r}")
+        return encoding
+
+    def _open_capture(self) -> cv2.VideoCapture | None:
+        """The OpenCV source the parameters name, or None for synthetic scenes."""
+        video_path, device_index = self._param("video_path"), self._param("device_index")
+        if not video_path and device_index < 0:
+            return None
+        source = video_path or device_index
+        capture = cv2.VideoCapture(source)
+        if not capture.isOpened():
+            raise ValueError(f"OpenCV cannot open {source!r}")
+        self.get_logger().info(f"publishing frames of {source!r}")
+        return capture
+
+    def _read_capture(self) -> np.ndarray | None:
+        """The next RGB frame; a video file starts again at its end."""
+        ok, bgr = self._capture.read()
+        if not ok and self._param("video_path"):
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, bgr = self._capture.read()
+        if not ok:
+            self.get_logger().warning("no frame from the capture source",
+                                      throttle_duration_sec=5.0)
+            return None
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _publish_frame(self) -> None:
+        header = Header(frame_id=self._param("frame_id"), stamp=self.get_clock().now().to_msg())
+        if self._capture is not None:
+            rgb = self._read_capture()
+            if rgb is not None:
+                self._publish_image(rgb, header)
+            return
+        scene = generate_scene(self._param("seed") + self._frame,
+                               self._param("width"), self._param("height"))
+        self._frame += 1
+        self._publish_image(scene.image, header)
+        self._truth_pub.publish(detections_to_msg(
+            header, scene.boxes_xyxy, np.ones(len(scene.class_ids)), scene.class_ids))
+
+    def _publish_image(self, rgb: np.ndarray, header: Header) -> None:
+        try:
+            self._image_pub.publish(rgb_to_image(rgb, header, self._encoding))
+        except ValueError as exc:  # e.g. yuv422 and an odd-width video: say so, keep running
+            self.get_logger().error(f"cannot encode the frame: {exc}", throttle_duration_sec=5.0)
+
+    def destroy_node(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script `suhd_camera`."""
+    rclpy.init(args=args)
+    try:
+        node = SuhdCameraNode()
+    except ValueError as exc:
+        print(f"suhd_camera: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

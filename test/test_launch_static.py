@@ -1,0 +1,130 @@
+"""The launch file, read without `launch` (not installable here): it parses, documents every
+argument, and names only executables, config and rviz files that the package installs."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import runpy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import rclpy
+import setuptools
+import yaml
+from rclpy.parameter import Parameter
+
+from suhd_ros.detector_node import SuhdDetectorNode
+
+from conftest import REPO
+
+LAUNCH = REPO / "launch" / "detector.launch.py"
+PACKAGE = "suhd_ros"
+
+
+@pytest.fixture(scope="module")
+def tree() -> ast.Module:
+    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+
+
+@pytest.fixture(scope="module")
+def setup_kwargs() -> dict:
+    """What setup.py passes to setup(), its globs evaluated in the source checkout."""
+    captured: dict = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+        patch.chdir(REPO)
+        runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
+    return captured
+
+
+@pytest.fixture(scope="module")
+def installed(setup_kwargs: dict) -> dict[str, Path]:
+    """Install-tree path (share/suhd_ros/...) -> source file, from setup.py's data_files."""
+    return {f"{destination}/{Path(source).name}": REPO / source
+            for destination, sources in setup_kwargs["data_files"] for source in sources}
+
+
+def _calls(tree: ast.AST, name: str) -> Iterator[ast.Call]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if called == name:
+                yield node
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _argument_defaults(tree: ast.Module) -> dict[str, ast.expr | None]:
+    return {ast.literal_eval(call.args[0]): _keyword(call, "default_value")
+            for call in _calls(tree, "DeclareLaunchArgument")}
+
+
+def test_defines_generate_launch_description(tree: ast.Module) -> None:
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert "generate_launch_description" in functions
+
+
+def test_every_argument_has_a_description(tree: ast.Module) -> None:
+    calls = list(_calls(tree, "DeclareLaunchArgument"))
+    assert calls
+    for call in calls:
+        description = _keyword(call, "description")
+        assert description is not None, ast.literal_eval(call.args[0])
+        assert ast.literal_eval(description).strip()
+
+
+def test_every_launch_configuration_is_declared(tree: ast.Module) -> None:
+    used = {ast.literal_eval(call.args[0]) for call in _calls(tree, "LaunchConfiguration")}
+    assert used <= set(_argument_defaults(tree))
+
+
+def test_executables_are_installed_entry_points(tree: ast.Module, setup_kwargs: dict) -> None:
+    scripts = dict(line.replace(" ", "").split("=")
+                   for line in setup_kwargs["entry_points"]["console_scripts"])
+    ours = [call for call in _calls(tree, "Node")
+            if ast.literal_eval(_keyword(call, "package")) == PACKAGE]
+    assert {ast.literal_eval(_keyword(c, "executable")) for c in ours} == {
+        "suhd_detector", "suhd_camera"}
+    for call in ours:
+        module, function = scripts[ast.literal_eval(_keyword(call, "executable"))].split(":")
+        assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_named_share_files_are_installed(tree: ast.Module, installed: dict[str, Path]) -> None:
+    """Every os.path.join(share, ...) in the launch file names a file setup.py installs."""
+    joined = [call for call in _calls(tree, "join")
+              if isinstance(call.args[0], ast.Name) and call.args[0].id == "share"]
+    relative = {"/".join(ast.literal_eval(a) for a in call.args[1:]) for call in joined}
+    assert relative >= {"config/detector.yaml", "config/suhd.rviz"}
+    for path in relative:
+        source = installed.get(f"share/{PACKAGE}/{path}")
+        assert source is not None and source.is_file(), path
+    assert installed.get(f"share/{PACKAGE}/launch/{LAUNCH.name}") == LAUNCH
+
+
+def test_rviz_shows_the_overlay_of_the_default_namespace(tree: ast.Module) -> None:
+    namespace = ast.literal_eval(_argument_defaults(tree)["namespace"])
+    config = yaml.safe_load((REPO / "config" / "suhd.rviz").read_text())
+    topics = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]
+              if d["Class"] == "rviz_default_plugins/Image"]
+    assert topics == [f"/{namespace}/overlay"]
+
+
+def test_params_file_sets_only_declared_parameters_with_their_types() -> None:
+    config = yaml.safe_load((REPO / "config" / "detector.yaml").read_text())
+    values = config["/**"]["ros__parameters"]
+    rclpy.init()
+    try:
+        node = SuhdDetectorNode(parameter_overrides=[Parameter("autostart", value=False)])
+        for name, value in values.items():
+            assert node.has_parameter(name), name
+            declared = node.get_parameter_or(name)
+            assert declared.type_ == Parameter(name, value=value).type_, name
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
