@@ -23,9 +23,9 @@ from suhd_ros.paths import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "runs" / "default"
-TRAIN_ARGS = ["--out-dir", str(RUN), "--size", "n", "--img-size", "320", "--epochs", "40",
+TRAIN_ARGS = ["--out-dir", str(RUN), "--size", "n", "--img-size", "320", "--epochs", "30",
               "--train-images", "1500", "--val-images", "200", "--batch-size", "16",
-              "--threads", "2", "--no-progress"]
+              "--nominal-batch", "16", "--threads", "2", "--no-progress"]
 CANDIDATES = [
     ConversionSettings(f_c=f_c, percentile=p, per_channel=pc, half_start=hs)
     for f_c, p, pc, hs in itertools.product((2, 4), (99.9, 99.99), (False, True), (False, True))
