@@ -19,3 +19,10 @@ lint: setup
 
 clean:
 	rm -rf build install log .pytest_cache
+
+# Benchmarks (SNN vs ANN vs rate coding vs SpikingJelly, the node end to end) -> docs/benchmarks.md.
+# About an hour on 2 cores; ARGS="--quick" for a short run, ARGS="--model my.safetensors" etc.
+.PHONY: bench
+bench: setup
+	$(VENV)/bin/pip install --quiet --no-deps -r requirements/bench.txt
+	$(PY) benchmarks/run_all.py $(ARGS)

@@ -17,14 +17,15 @@ from torch import nn
 
 from suhd_ros.paths import default_model_path, resolve_model_path
 from suhd_ros.snn.coding import SpikeCoding
-from suhd_ros.snn.convert import convert_to_snn, fold_batchnorm
+from suhd_ros.snn.convert import conv_blocks, convert_to_snn, fold_batchnorm
 from suhd_ros.snn.energy import EnergyMeter
-from suhd_ros.snn.layers import reset_statistics
+from suhd_ros.snn.layers import reset_statistics, set_statistics
 from suhd_ros.yolo.letterbox import letterbox, unletterbox_boxes
-from suhd_ros.yolo.model_file import ModelFileError, build_model, load_model_file
+from suhd_ros.yolo.model_file import ModelFile, ModelFileError, build_model, load_model_file
 from suhd_ros.yolo.postprocess import postprocess
 
 ENGINES = ("fused", "reference", "ann")
+INPUT_SIDE_RANGE = (32, 4096)  # px: at least one cell of YOLOv5's coarsest stride; sane memory
 __all__ = ["Detector", "DetectorError", "FrameResult", "default_model_path", "resolve_device"]
 
 
@@ -63,6 +64,59 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def _check_metadata(meta: dict, path: Path) -> None:
+    """The metadata this class relies on and the file format leaves unchecked.
+
+    A string of names would silently become one class per letter; an absurd input size fails
+    (or allocates gigabytes) only when the first frame arrives.
+    """
+    names, size = meta["names"], meta.get("input_size")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DetectorError(f"{path}: metadata 'names' must be a list of strings, "
+                            f"got {names!r:.80}")
+    low, high = INPUT_SIDE_RANGE
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            type(s) is int and low <= s <= high for s in size)):
+        raise DetectorError(f"{path}: metadata 'input_size' must be [H, W], integers in "
+                            f"{low}..{high}, got {size!r:.80}")
+    if not isinstance(meta.get("snn", {}), dict):
+        raise DetectorError(f"{path}: metadata 'snn' must be an object, got {meta['snn']!r:.80}")
+
+
+def _check_tensors(model_file: ModelFile, path: Path) -> None:
+    """NaN or infinite weights or thresholds give no detections at all, with no error."""
+    tensors = {**model_file.state_dict, **model_file.lambdas}
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise DetectorError(f"{path}: non-finite values in {len(bad)} tensor(s): {bad[:4]}")
+
+
+def _check_lambdas(ann: nn.Module, lambdas: dict[str, torch.Tensor], path: Path) -> None:
+    """A layer's lambda is one value or one per output channel (else: a shape error later)."""
+    for name, block in conv_blocks(ann).items():
+        channels = block.conv.out_channels
+        if name in lambdas and lambdas[name].numel() not in (1, channels):
+            raise DetectorError(f"{path}: lambda of {name} has {lambdas[name].numel()} values, "
+                                f"expected 1 or {channels} (its output channels)")
+
+
+def _read_model_file(path: Path) -> tuple[ModelFile, nn.Module]:
+    """The checked model file and its ANN; every way a file can be unusable is a DetectorError.
+
+    The file parser lets a few hostile headers through as other exceptions (JSON nested past
+    the recursion limit, a ``__metadata__`` that is not an object): those are bad files too.
+    """
+    try:
+        model_file = load_model_file(path)
+        _check_metadata(model_file.metadata, path)
+        _check_tensors(model_file, path)
+        return model_file, build_model(model_file)
+    except ModelFileError as e:
+        raise DetectorError(str(e)) from e
+    except (RecursionError, TypeError, AttributeError) as e:
+        raise DetectorError(f"{path} is not a valid model file: {type(e).__name__}: {e}") from e
+
+
 def _check_image(image: np.ndarray) -> None:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
             and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0):
@@ -77,20 +131,18 @@ class Detector:
     engine: "fused" (fast, same meaning as the time loop), "reference" (the literal time loop
     over T steps) or "ann" (the source network with BN folded). timesteps / compression /
     coding ("stdi" or "rate") override the model file's; thresholds come from its calibrated
-    lambdas, so any of them work (theta = lambda / L).
+    lambdas, so any of them work (theta = lambda / L). statistics=False skips spike counting
+    and energy figures (the fastest fused engine; FrameResult.energy is then None).
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
                  timesteps: int | None = None, compression: int | None = None,
-                 coding: str | None = None, half: bool = False) -> None:
+                 coding: str | None = None, half: bool = False,
+                 statistics: bool = True) -> None:
         if engine not in ENGINES:
             raise DetectorError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.model_path = resolve_model_path(model_path)
-        try:
-            model_file = load_model_file(self.model_path)
-            ann = build_model(model_file)
-        except ModelFileError as e:
-            raise DetectorError(str(e)) from e
+        model_file, ann = _read_model_file(self.model_path)
         meta = model_file.metadata
         snn_meta = meta.get("snn", {})
         self.names: list[str] = list(meta["names"])
@@ -111,7 +163,8 @@ class Detector:
         self.model = self._build(ann, model_file.lambdas).to(self.device).eval()
         if self.half:
             self.model.half()
-        self.energy_meter = None if engine == "ann" else EnergyMeter(self.model)
+        set_statistics(self.model, statistics)
+        self.energy_meter = EnergyMeter(self.model) if engine != "ann" and statistics else None
         if self.energy_meter:
             self.energy_meter.graph((3, *self.input_size))  # probe the graph now, not on frame 1
 
@@ -130,6 +183,7 @@ class Detector:
         if not lambdas:
             raise DetectorError(f"{self.model_path} has no calibrated thresholds: "
                                 "make an SNN model file with suhd-convert")
+        _check_lambdas(ann, lambdas, self.model_path)
         try:
             return convert_to_snn(ann, lambdas, self.coding, engine=self.engine)
         except (KeyError, ValueError) as e:

@@ -65,6 +65,14 @@ def test_energy_figures_are_consistent(snn_file, images) -> None:
     assert 0 < energy["macs_first_layer"] < energy["macs_ann"]
 
 
+def test_statistics_off_gives_the_same_detections_without_energy(snn_file, images) -> None:
+    on = Detector(snn_file, "cpu").detect(images[:1], **ANY)[0]
+    off = Detector(snn_file, "cpu", statistics=False).detect(images[:1], **ANY)[0]
+    assert off.energy is None and on.energy is not None
+    np.testing.assert_array_equal(off.boxes_xyxy, on.boxes_xyxy)
+    np.testing.assert_array_equal(off.class_ids, on.class_ids)
+
+
 def test_ann_engine_and_timestep_override(snn_file, images) -> None:
     ann = Detector(snn_file, "cpu", "ann")
     assert ann.detect(images[:1], **ANY)[0].energy is None
