@@ -37,6 +37,7 @@ class Sample:
     rss_mb: float
     fds: int
     threads: int
+    input_hz: str
     detections_hz: float
     dropped: int
     latency_p50_ms: str
@@ -131,16 +132,19 @@ def sample(monitor: Monitor, pid: int, start: float, last: tuple[float, int]) ->
     rss_mb, fds, threads = proc_resources(pid)
     hz = (monitor.detections - last[1]) / max(now - last[0], 1e-3)
     latency = monitor.value("latency", "latency p50 [ms]")
-    return Sample(now - start, rss_mb, fds, threads, hz,
+    input_hz = monitor.value("input", "input rate [Hz]")
+    return Sample(now - start, rss_mb, fds, threads, input_hz, hz,
                   int(monitor.value("output", "dropped frames", "0")), latency)
 
 
-HEADER = (f"{'t [s]':>7} {'RSS [MB]':>9} {'fds':>5} {'threads':>7} {'det [Hz]':>8} "
+HEADER = (f"{'t [s]':>7} {'RSS [MB]':>9} {'fds':>5} {'threads':>7} {'in [Hz]':>8} "
+          f"{'det [Hz]':>8} "
           f"{'dropped':>8} {'lat p50 [ms]':>12}")
 
 
 def row(s: Sample) -> str:
-    return (f"{s.t_s:7.0f} {s.rss_mb:9.1f} {s.fds:5d} {s.threads:7d} {s.detections_hz:8.1f} "
+    return (f"{s.t_s:7.0f} {s.rss_mb:9.1f} {s.fds:5d} {s.threads:7d} {s.input_hz:>8} "
+            f"{s.detections_hz:8.1f} "
             f"{s.dropped:8d} {s.latency_p50_ms:>12}")
 
 
@@ -176,9 +180,9 @@ def markdown(args: argparse.Namespace, model: str, samples: list[Sample],
              lines: list[str]) -> str:
     """The "## Soak" section: settings, summary, and the samples (at most ~30 rows)."""
     every = max(1, len(samples) // 30)
-    table = ["| t [s] | RSS [MB] | fds | threads | detections [Hz] | dropped | latency p50 [ms] |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {s.t_s:.0f} | {s.rss_mb:.1f} | {s.fds} | {s.threads} | "
+    table = ["| t [s] | RSS [MB] | fds | threads | input [Hz] | detections [Hz] | dropped "
+             "| latency p50 [ms] |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    table += [f"| {s.t_s:.0f} | {s.rss_mb:.1f} | {s.fds} | {s.threads} | {s.input_hz} | "
               f"{s.detections_hz:.1f} | {s.dropped} | {s.latency_p50_ms} |"
               for s in samples[::every]]
     return "\n".join([

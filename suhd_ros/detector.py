@@ -25,7 +25,6 @@ from suhd_ros.yolo.model_file import ModelFile, ModelFileError, build_model, loa
 from suhd_ros.yolo.postprocess import postprocess
 
 ENGINES = ("fused", "reference", "ann")
-INPUT_SIDE_RANGE = (32, 4096)  # px: at least one cell of YOLOv5's coarsest stride; sane memory
 __all__ = ["Detector", "DetectorError", "FrameResult", "default_model_path", "resolve_device"]
 
 
@@ -64,33 +63,6 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def _check_metadata(meta: dict, path: Path) -> None:
-    """The metadata this class relies on and the file format leaves unchecked.
-
-    A string of names would silently become one class per letter; an absurd input size fails
-    (or allocates gigabytes) only when the first frame arrives.
-    """
-    names, size = meta["names"], meta.get("input_size")
-    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise DetectorError(f"{path}: metadata 'names' must be a list of strings, "
-                            f"got {names!r:.80}")
-    low, high = INPUT_SIDE_RANGE
-    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
-            type(s) is int and low <= s <= high for s in size)):
-        raise DetectorError(f"{path}: metadata 'input_size' must be [H, W], integers in "
-                            f"{low}..{high}, got {size!r:.80}")
-    if not isinstance(meta.get("snn", {}), dict):
-        raise DetectorError(f"{path}: metadata 'snn' must be an object, got {meta['snn']!r:.80}")
-
-
-def _check_tensors(model_file: ModelFile, path: Path) -> None:
-    """NaN or infinite weights or thresholds give no detections at all, with no error."""
-    tensors = {**model_file.state_dict, **model_file.lambdas}
-    bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
-    if bad:
-        raise DetectorError(f"{path}: non-finite values in {len(bad)} tensor(s): {bad[:4]}")
-
-
 def _check_lambdas(ann: nn.Module, lambdas: dict[str, torch.Tensor], path: Path) -> None:
     """A layer's lambda is one value or one per output channel (else: a shape error later)."""
     for name, block in conv_blocks(ann).items():
@@ -101,20 +73,12 @@ def _check_lambdas(ann: nn.Module, lambdas: dict[str, torch.Tensor], path: Path)
 
 
 def _read_model_file(path: Path) -> tuple[ModelFile, nn.Module]:
-    """The checked model file and its ANN; every way a file can be unusable is a DetectorError.
-
-    The file parser lets a few hostile headers through as other exceptions (JSON nested past
-    the recursion limit, a ``__metadata__`` that is not an object): those are bad files too.
-    """
+    """The checked model file and its ANN; every way a file can be unusable is a DetectorError."""
     try:
         model_file = load_model_file(path)
-        _check_metadata(model_file.metadata, path)
-        _check_tensors(model_file, path)
         return model_file, build_model(model_file)
     except ModelFileError as e:
         raise DetectorError(str(e)) from e
-    except (RecursionError, TypeError, AttributeError) as e:
-        raise DetectorError(f"{path} is not a valid model file: {type(e).__name__}: {e}") from e
 
 
 def _check_image(image: np.ndarray) -> None:

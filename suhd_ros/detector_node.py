@@ -68,6 +68,8 @@ TRANSPORTS = ("raw", "compressed")
 NO_INPUT_WARN_S = 3.0  # no frame for this long while active -> WARN
 STATS_WINDOW = 100  # frames the latency / inference / energy figures are taken over
 LOG_THROTTLE_S = 5.0
+# at process exit, wait this long for a frame being inferred, then leave the (daemon) worker
+SHUTDOWN_JOIN_S = 1.0
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 _OK, _WARN, _ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
@@ -114,6 +116,10 @@ class Camera:
     last_input: float = float("-inf")  # time.monotonic() of the newest frame
     last_reject: str = ""
     output_hz: float = 0.0
+
+
+class InferenceAborted(Exception):
+    """Raised inside the network when the worker must stop; never reported as an error."""
 
 
 def camera_keys(topics: Sequence[str]) -> list[str]:
@@ -354,12 +360,13 @@ class SuhdDetectorNode(LifecycleNode):
         self.release_all()
         return TransitionCallbackReturn.SUCCESS
 
-    def release_all(self) -> None:
+    def release_all(self, join_timeout_s: float | None = None) -> None:
         """Stop the worker and drop the model and outputs, without a transition.
 
-        At process exit the context may already be shut down, and then no transition can run.
+        At process exit the context may already be shut down, and then no transition can run;
+        ``join_timeout_s`` bounds the wait for a frame still being inferred (None: no bound).
         """
-        self._stop_processing()
+        self._stop_processing(join_timeout_s)
         self._release()
 
     def _load_detector(self) -> Detector:
@@ -374,7 +381,15 @@ class SuhdDetectorNode(LifecycleNode):
             )
         for warning in caught:
             self.get_logger().warning(str(warning.message))
+        for module in detector.model.modules():
+            module.register_forward_pre_hook(self._abort_if_stopping)
         return detector
+
+    def _abort_if_stopping(self, module: Any, inputs: Any) -> None:
+        """Before each layer: a stopping node abandons the frame, so deactivate and shutdown
+        never wait for a whole inference (seconds with the reference engine)."""
+        if self._stopping:
+            raise InferenceAborted("the node is stopping")
 
     def _make_cameras(self) -> list[Camera]:
         topics = list(self._param("image_topics")) or ["image"]
@@ -407,7 +422,7 @@ class SuhdDetectorNode(LifecycleNode):
             message_type, camera.input_topic, lambda msg: self._on_image(camera, msg), qos,
             event_callbacks=events)
 
-    def _stop_processing(self) -> None:
+    def _stop_processing(self, join_timeout_s: float | None = None) -> None:
         self._active = False
         for camera in self._cameras:
             if camera.subscription is not None:
@@ -419,7 +434,7 @@ class SuhdDetectorNode(LifecycleNode):
                 camera.pending = None
             self._frames.notify_all()
         if self._worker is not None:
-            self._worker.join()
+            self._worker.join(join_timeout_s)
             self._worker = None
 
     def _release(self) -> None:
@@ -476,6 +491,8 @@ class SuhdDetectorNode(LifecycleNode):
             try:
                 self._process(batch)
             except Exception as exc:  # nothing may end the worker; count it, log it, go on
+                if self._stopping or not self.context.ok():
+                    return  # stopped while inferring: the outputs are gone, nothing went wrong
                 with self._frames:
                     self._errors += 1
                     self._last_error = f"{type(exc).__name__}: {exc}"
@@ -665,8 +682,13 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # a signal shuts the context down under a running callback (e.g. diagnostics about to
+        # publish): that callback's error is part of a normal shutdown, not a crash
+        if node.context.ok():
+            raise
     finally:
-        node.release_all()
+        node.release_all(join_timeout_s=SHUTDOWN_JOIN_S)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 METADATA_KEY = "suhd"
 LAMBDA_PREFIX = "snn.lambda."
 REQUIRED_METADATA = ("format_version", "names", "description", "activation")
+INPUT_SIDE_RANGE = (32, 4096)  # px: one cell of YOLOv5's coarsest stride .. sane memory
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip, raw pickle
 
@@ -74,6 +75,8 @@ def model_metadata(
 
 
 def _check_metadata(metadata: Mapping[str, Any], path: Path) -> None:
+    """What the readers rely on: a string of names would silently become one class per letter,
+    and an absurd input size would fail (or allocate gigabytes) only at the first frame."""
     missing = [k for k in REQUIRED_METADATA if k not in metadata]
     if missing:
         raise ModelFileError(f"{path}: metadata lacks {missing}")
@@ -82,6 +85,19 @@ def _check_metadata(metadata: Mapping[str, Any], path: Path) -> None:
             f"{path}: unsupported model file format version {metadata['format_version']!r}; "
             f"this code reads version {FORMAT_VERSION}"
         )
+    names, size = metadata["names"], metadata.get("input_size")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ModelFileError(f"{path}: metadata 'names' must be a list of strings, "
+                             f"got {names!r:.80}")
+    low, high = INPUT_SIDE_RANGE
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            type(v) is int and low <= v <= high for v in size)):
+        raise ModelFileError(f"{path}: metadata 'input_size' must be [H, W], integers in "
+                             f"{low}..{high}, got {size!r:.80}")
+    for key in ("snn", "calibration", "description"):
+        if not isinstance(metadata.get(key, {}), dict):
+            raise ModelFileError(f"{path}: metadata '{key}' must be an object, "
+                                 f"got {metadata[key]!r:.80}")
 
 
 def save_model_file(
@@ -132,7 +148,7 @@ def _read_header(path: Path) -> dict[str, Any]:
             raise ModelFileError(f"{path} is truncated: header needs {n} bytes")
         try:
             header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ModelFileError(f"{path} is not a safetensors file (header: {e})") from e
     if not isinstance(header, dict):
         raise ModelFileError(f"{path} is not a safetensors file (header is not an object)")
@@ -146,12 +162,13 @@ def _read_header(path: Path) -> dict[str, Any]:
 
 
 def _parse_metadata(header: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
-    if raw is None:
+    extra = header.get("__metadata__") or {}
+    raw = extra.get(METADATA_KEY) if isinstance(extra, dict) else None
+    if not isinstance(raw, str):
         raise ModelFileError(f"{path}: no '{METADATA_KEY}' metadata; not a suhd_ros model file")
     try:
         metadata = json.loads(raw)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:  # hostile: nested past the limit
         raise ModelFileError(f"{path}: invalid '{METADATA_KEY}' metadata JSON: {e}") from e
     if not isinstance(metadata, dict):
         raise ModelFileError(f"{path}: '{METADATA_KEY}' metadata is not a JSON object")
@@ -170,6 +187,9 @@ def load_model_file(path: str | Path) -> ModelFile:
     lambdas = {
         k[len(LAMBDA_PREFIX):]: v for k, v in tensors.items() if k.startswith(LAMBDA_PREFIX)
     }
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:  # NaN weights or thresholds give no detections at all, with no error
+        raise ModelFileError(f"{path}: non-finite values in {len(bad)} tensor(s): {bad[:4]}")
     state_dict = {k: v for k, v in tensors.items() if not k.startswith(LAMBDA_PREFIX)}
     return ModelFile(state_dict=state_dict, metadata=metadata, lambdas=lambdas)
 

@@ -1,0 +1,178 @@
+"""suhd_detector and suhd_camera as separate OS processes: the camera killed with SIGKILL and
+restarted, and the detector ended by SIGINT / SIGTERM, also while it is inferring.
+
+- After a camera restart, detections resume within 2 s of the new camera's first frame and the
+  detector process holds as many threads and open fds as before (read from /proc).
+- A signal ends the detector within 2 s, with exit status 0 and no traceback, abort or error in
+  its output; mid-inference uses the reference engine at T = 64 on a 320 px model, so a frame
+  takes about a second and the signal lands inside one.
+
+Long cases: set SUHD_LONG_TESTS=1 for five kill / restart cycles (default one) and for signals
+to an idle node as well.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from suhd_ros.ros_conversions import rgb_to_image
+
+from ros_peer import Peer, stamped_header
+from tiny_model import make_snn_file
+
+LONG = os.environ.get("SUHD_LONG_TESTS") == "1"
+RESUME_S = 2.0  # detections must resume this soon after the new camera's first frame
+EXIT_S = 2.0  # a signalled node must be gone this soon
+THREAD_TOLERANCE, FD_TOLERANCE = 2, 4  # DDS may still hold a dead peer until its lease ends
+BAD_OUTPUT = ("Traceback", "terminate called", "Segmentation fault", "inference failed",
+              "[ERROR]")
+
+
+def spawn(module: str, log: Path, namespace: str, *parameters: str) -> subprocess.Popen:
+    """``python -m suhd_ros.<module>`` in namespace, output (both streams) into ``log``."""
+    args = [sys.executable, "-m", f"suhd_ros.{module}", "--ros-args", "-r", f"__ns:={namespace}"]
+    for parameter in parameters:
+        args += ["-p", parameter]
+    with log.open("w") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def end(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def resources(pid: int) -> tuple[int, int]:
+    """(threads, open file descriptors) of a live process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    threads = int(next(line.split()[1] for line in status.splitlines()
+                       if line.startswith("Threads:")))
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros() -> Iterator[None]:
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def peer() -> Iterator[Peer]:
+    peer = Peer("robust_processes_peer")
+    yield peer
+    peer.close()
+
+
+def settle(peer: Peer, until: float) -> None:
+    """Spin (so messages keep arriving) until ``until`` (time.monotonic())."""
+    peer.spin_until(lambda: time.monotonic() > until, timeout_s=max(until - time.monotonic(), 0)
+                    + 10.0)
+
+
+class Arrivals:
+    """Monotonic arrival time of the first message per header.frame_id on one topic."""
+
+    def __init__(self, peer: Peer, message_type: type, topic: str) -> None:
+        self.first: dict[str, float] = {}
+        self.last = 0.0
+        peer.node.create_subscription(message_type, topic, self._on_message, QoSProfile(depth=10))
+
+    def _on_message(self, msg: Image | Detection2DArray) -> None:
+        self.last = time.monotonic()
+        self.first.setdefault(msg.header.frame_id, self.last)
+
+
+def test_camera_killed_and_restarted_detections_resume_and_nothing_leaks(
+    peer: Peer, tmp_path: Path
+) -> None:
+    namespace = "/robust_camera"
+    model = make_snn_file(tmp_path)
+    detector = spawn("detector_node", tmp_path / "detector.log", namespace,
+                     f"model_path:={model}", "device:=cpu", "score_threshold:=0.0")
+    images = Arrivals(peer, Image, f"{namespace}/image")
+    detections = Arrivals(peer, Detection2DArray, f"{namespace}/detections")
+    camera_args = ("rate:=10.0", "width:=160", "height:=120")
+    camera = spawn("camera_node", tmp_path / "camera0.log", namespace, *camera_args,
+                   "frame_id:=camera0")
+    try:
+        peer.spin_until(lambda: "camera0" in detections.first, timeout_s=30.0)
+        settle(peer, detections.first["camera0"] + 2.0)  # thread pools, DDS: steady first
+        baseline = resources(detector.pid)
+        for cycle in range(1, 6 if LONG else 2):
+            camera.send_signal(signal.SIGKILL)
+            camera.wait()
+            settle(peer, detections.last + 1.0)
+            frame_id = f"camera{cycle}"
+            camera = spawn("camera_node", tmp_path / f"{frame_id}.log", namespace,
+                           *camera_args, f"frame_id:={frame_id}")
+            peer.spin_until(lambda f=frame_id: f in detections.first and f in images.first,
+                            timeout_s=30.0)
+            resumed = detections.first[frame_id] - images.first[frame_id]
+            assert resumed <= RESUME_S, f"cycle {cycle}: detections resumed after {resumed:.2f} s"
+            settle(peer, detections.first[frame_id] + 2.0)
+            threads, fds = resources(detector.pid)
+            assert abs(threads - baseline[0]) <= THREAD_TOLERANCE, (cycle, threads, baseline)
+            assert abs(fds - baseline[1]) <= FD_TOLERANCE, (cycle, fds, baseline)
+        assert detector.poll() is None
+    finally:
+        end(camera)
+        end(detector)
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_snn_file(tmp_path_factory.mktemp("slow"), size=(320, 320))
+
+
+SIGNAL_CASES = [("SIGINT", True), ("SIGTERM", True)]
+if LONG:
+    SIGNAL_CASES += [("SIGINT", False), ("SIGTERM", False)]
+
+
+@pytest.mark.parametrize(("signal_name", "inferring"), SIGNAL_CASES,
+                         ids=[f"{s}-{'inferring' if i else 'idle'}" for s, i in SIGNAL_CASES])
+def test_signal_ends_the_node_quickly_and_cleanly(
+    peer: Peer, slow_model: Path, tmp_path: Path, signal_name: str, inferring: bool
+) -> None:
+    namespace = f"/robust_{signal_name.lower()}_{int(inferring)}"
+    log = tmp_path / "detector.log"
+    detector = spawn("detector_node", log, namespace, f"model_path:={slow_model}",
+                     "device:=cpu", "engine:=reference", "timesteps:=64")
+    try:
+        detections = Arrivals(peer, Detection2DArray, f"{namespace}/detections")
+        pub = peer.node.create_publisher(Image, f"{namespace}/image", QoSProfile(depth=10))
+        rgb = np.full((480, 640, 3), 127, np.uint8)
+
+        def publish() -> None:
+            pub.publish(rgb_to_image(rgb, stamped_header(peer.node, "frame")))
+        # one frame through proves the node is up; with frames still coming, it is inferring
+        peer.spin_until(lambda: detections.first, timeout_s=60.0, every=publish, every_s=0.1)
+        until = time.monotonic() + 0.3
+        peer.spin_until(lambda: time.monotonic() > until,
+                        every=publish if inferring else None, every_s=0.1)
+        sent = time.monotonic()
+        detector.send_signal(getattr(signal, signal_name))
+        detector.wait(timeout=10.0)
+        took = time.monotonic() - sent
+        output = log.read_text()
+        assert detector.returncode == 0, output
+        assert took <= EXIT_S, f"{signal_name}: the node took {took:.2f} s to exit"
+        assert not [bad for bad in BAD_OUTPUT if bad in output], output
+    finally:
+        end(detector)
