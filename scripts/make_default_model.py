@@ -28,7 +28,7 @@ TRAIN_ARGS = ["--out-dir", str(RUN), "--size", "n", "--img-size", "320", "--epoc
               "--nominal-batch", "16", "--threads", "2", "--no-progress"]
 CANDIDATES = [
     ConversionSettings(f_c=f_c, percentile=p, per_channel=pc, half_start=hs)
-    for f_c, p, pc, hs in itertools.product((2, 4), (99.9, 99.99), (False, True), (False, True))
+    for f_c, p, pc, hs in itertools.product((4, 8), (99.9, 99.99), (False, True), (False, True))
 ]
 
 

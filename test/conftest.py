@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import rclpy
+
+from tiny_model import make_snn_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -14,3 +20,17 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1,
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOG_DIR", str(REPO / "build" / "ros_log"))
 os.environ.setdefault("ROS_HOME", str(REPO / "build" / "ros_home"))
+
+
+@pytest.fixture(scope="module")
+def ros() -> Iterator[None]:
+    """An rclpy context for a test module (use with pytestmark = usefixtures("ros"))."""
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny converted model file (random weights: plumbing only, never accuracy)."""
+    return make_snn_file(tmp_path_factory.mktemp("model"))

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -21,14 +20,9 @@ from suhd_ros.ros_conversions import image_to_rgb, msg_to_detections
 
 from ros_peer import Peer
 
+pytestmark = pytest.mark.usefixtures("ros")
+
 WIDTH, HEIGHT, SEED = 96, 64, 4242
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 @contextmanager

@@ -32,7 +32,6 @@ from suhd_ros.paths import default_model_path
 from suhd_ros.ros_conversions import image_to_rgb, msg_to_detections, rgb_to_image
 
 from ros_peer import Peer, boxes_inside, stamped_header
-from tiny_model import make_snn_file
 
 torch.set_num_threads(1)
 
@@ -64,11 +63,6 @@ def _stop_node(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_snn_file(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import State as StateMsg
@@ -29,23 +28,12 @@ from suhd_ros.detector_node import SuhdDetectorNode, camera_keys
 from suhd_ros.ros_conversions import msg_to_detections, rgb_to_image
 
 from ros_peer import Peer, stamped_header
-from tiny_model import make_snn_file
+
+pytestmark = pytest.mark.usefixtures("ros")
 
 torch.set_num_threads(1)
 
 WIDTH, HEIGHT = 80, 60
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_snn_file(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 def _node(namespace: str, model_path: Path | str, **parameters) -> SuhdDetectorNode:

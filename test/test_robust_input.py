@@ -18,7 +18,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-import rclpy
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -34,7 +33,8 @@ from suhd_ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError
 from suhd_ros.ros_conversions import image_to_rgb, rgb_to_image
 
 from ros_peer import Peer
-from tiny_model import make_snn_file
+
+pytestmark = pytest.mark.usefixtures("ros")
 
 torch.set_num_threads(1)
 
@@ -43,18 +43,6 @@ EXAMPLES = 400 if LONG else 40
 UINT32_MAX = 2**32 - 1
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG,
                 suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_snn_file(tmp_path_factory.mktemp("model"))
 
 
 class Target:

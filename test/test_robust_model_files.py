@@ -15,13 +15,12 @@ import os
 import pickle
 import shutil
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -37,21 +36,10 @@ from suhd_ros.ros_conversions import rgb_to_image
 from suhd_ros.yolo.model_file import LAMBDA_PREFIX
 
 from ros_peer import Peer, stamped_header
-from tiny_model import make_snn_file
+
+pytestmark = pytest.mark.usefixtures("ros")
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
-def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_snn_file(tmp_path_factory.mktemp("model"))
 
 
 class Payload:
@@ -68,15 +56,15 @@ def _raw_safetensors(header: dict | list, body: bytes = b"") -> bytes:
     return struct.pack("<Q", len(text)) + text + body
 
 
-def _rewritten(good: Path, meta: Callable[[dict], None] = lambda m: None,
+def _rewritten(model_path: Path, meta: Callable[[dict], None] = lambda m: None,
                tensors: Callable[[dict], None] = lambda t: None) -> bytes:
     """The good file with its metadata and / or tensors changed, as bytes."""
-    with safe_open(str(good), "pt") as f:
+    with safe_open(str(model_path), "pt") as f:
         metadata = json.loads(f.metadata()["suhd"])
         contents = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     meta(metadata)
     tensors(contents)
-    out = good.with_name("rewritten.safetensors")
+    out = model_path.with_name("rewritten.safetensors")
     save_file(contents, str(out), metadata={"suhd": json.dumps(metadata)})
     return out.read_bytes()
 
@@ -182,12 +170,12 @@ def _detect_one(peer: Peer, namespace: str) -> Detection2DArray:
     pytest.param(case, marks=() if LONG or case in CI_CASES else pytest.mark.skip(
         reason="long case: set SUHD_LONG_TESTS=1")) for case in CASES])
 def test_bad_model_file_fails_configure_cleanly_and_a_good_one_then_loads(
-    case: str, good: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+    case: str, model_path: Path, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     make, reason = CASES[case]
     Payload.marker = str(tmp_path / "unpickled")
     path = tmp_path / "model.safetensors"
-    path.write_bytes(make(good))
+    path.write_bytes(make(model_path))
     namespace = "/bad_" + "".join(c if c.isalnum() else "_" for c in case)
     node = SuhdDetectorNode(namespace=namespace, parameter_overrides=[
         Parameter("model_path", value=str(path)), Parameter("device", value="cpu"),
@@ -203,7 +191,7 @@ def test_bad_model_file_fails_configure_cleanly_and_a_good_one_then_loads(
         assert message == f"configure failed: {values['configure error']}"
         assert f"configure failed: {values['configure error']}" in capfd.readouterr().err
 
-        shutil.copy(good, path)
+        shutil.copy(model_path, path)
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         level, _, values = peer.wait_status("device and model", lambda v: "engine" in v)
         assert level == DiagnosticStatus.OK and values["configure error"] == ""

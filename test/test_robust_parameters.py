@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-import rclpy
 import torch
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import SetParameters
@@ -33,7 +32,8 @@ from suhd_ros.detector_node import SuhdDetectorNode
 from suhd_ros.ros_conversions import msg_to_detections, rgb_to_image
 
 from ros_peer import Peer, stamped_header
-from tiny_model import make_snn_file
+
+pytestmark = pytest.mark.usefixtures("ros")
 
 torch.set_num_threads(1)
 
@@ -110,18 +110,6 @@ def refusals(name: str, spec: Spec) -> list[tuple[Parameter, str]]:
 
 RUNTIME_CASES = [(name, p, reason) for name, spec in DECLARED.items()
                  for p, reason in refusals(name, spec)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_snn_file(tmp_path_factory.mktemp("model"))
 
 
 def _node(model_path: Path, namespace: str = NS, values: dict[str, Any] | None = None

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
@@ -32,6 +31,8 @@ from suhd_ros.ros_conversions import rgb_to_image
 
 from ros_peer import Peer, stamped_header
 from tiny_model import make_snn_file
+
+pytestmark = pytest.mark.usefixtures("ros")
 
 LONG = os.environ.get("SUHD_LONG_TESTS") == "1"
 RESUME_S = 2.0  # detections must resume this soon after the new camera's first frame
@@ -63,13 +64,6 @@ def resources(pid: int) -> tuple[int, int]:
     threads = int(next(line.split()[1] for line in status.splitlines()
                        if line.startswith("Threads:")))
     return threads, len(os.listdir(f"/proc/{pid}/fd"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros() -> Iterator[None]:
-    rclpy.init()
-    yield
-    rclpy.shutdown()
 
 
 @pytest.fixture(scope="module")
