@@ -172,6 +172,15 @@ def test_training_saves_a_model_file_and_resumes_to_the_same_weights(tmp_path):
         train(replace(TINY, out_dir=str(tmp_path / "b"), resume=True, lr0=0.5))
 
 
+def test_training_can_start_from_a_model_files_weights(tmp_path):
+    first = build_model(load_model_file(train(replace(TINY, out_dir=str(tmp_path / "a")))))
+    fresh = make_model(replace(TINY, seed=1))
+    started = make_model(replace(TINY, seed=1, init_weights=str(tmp_path / "a" / BEST_NAME)))
+    for name, tensor in first.state_dict().items():
+        torch.testing.assert_close(started.state_dict()[name], tensor, msg=name)
+    assert any(not torch.equal(fresh.state_dict()[k], t) for k, t in first.state_dict().items())
+
+
 def test_command_line_maps_to_the_config():
     args = build_parser().parse_args(
         ["--img-size", "64", "--width-multiple", "0.125", "--optimizer", "adamw", "--no-progress"]

@@ -41,8 +41,8 @@ from suhd_ros.data.dataset import (
 from suhd_ros.data.loss import LossGains, YoloLoss
 from suhd_ros.data.scenes import CLASS_NAMES
 from suhd_ros.yolo.config import yolov5_description
-from suhd_ros.yolo.model import YOLOv5
-from suhd_ros.yolo.model_file import model_metadata, save_model_file
+from suhd_ros.yolo.model import YOLOv5, load_checked_state_dict
+from suhd_ros.yolo.model_file import load_model_file, model_metadata, save_model_file
 from suhd_ros.yolo.postprocess import postprocess
 
 CHECKPOINT_NAME = "last.pt"
@@ -98,6 +98,7 @@ class TrainConfig:
     conf_threshold: float = _opt(0.001, "validation score threshold")
     iou_threshold: float = _opt(0.6, "validation NMS IoU threshold")
     seed: int = _opt(0, "seed of initial weights, scene order and augmentation")
+    init_weights: str | None = _opt(None, "start from a model file's weights (fine-tuning)")
     threads: int = _opt(2, "CPU threads (command line only)")
     resume: bool = _opt(False, "continue the run in out_dir from last.pt")
     progress: bool = _opt(True, "show progress bars")
@@ -121,7 +122,10 @@ def make_model(config: TrainConfig) -> YOLOv5:
         description["depth_multiple"] = config.depth_multiple
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        return YOLOv5.from_description(description, activation="relu", names=list(CLASS_NAMES))
+        model = YOLOv5.from_description(description, activation="relu", names=list(CLASS_NAMES))
+    if config.init_weights:  # e.g. the embedded model, to train it further in a new run
+        load_checked_state_dict(model, load_model_file(config.init_weights).state_dict)
+    return model
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
