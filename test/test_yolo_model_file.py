@@ -91,6 +91,18 @@ def test_pytorch_pickle_is_recognised(tmp_path: Path, model: YOLOv5) -> None:
         load_model_file(path)
 
 
+def test_header_length_starting_like_a_pickle_still_loads(tmp_path: Path, model: YOLOv5) -> None:
+    """A header length whose low byte is 0x80 (a pickle's first byte) is a valid file."""
+    path = tmp_path / "m.safetensors"
+    for pad in range(0, 512, 8):
+        meta = {**model_metadata(model, (320, 320)), "note": "x" * pad}
+        save_model_file(path, model.state_dict(), meta)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert load_model_file(path).metadata["note"] == "x" * pad
+
+
 def test_garbage_is_not_safetensors(tmp_path: Path) -> None:
     path = tmp_path / "garbage.bin"
     path.write_bytes((20).to_bytes(8, "little") + b"{this is not json!!}" + b"\0" * 8)

@@ -133,15 +133,18 @@ def _read_header(path: Path) -> dict[str, Any]:
     if size == 0:
         raise ModelFileError(f"{path} is empty")
     with open(path, "rb") as f:
-        head = f.read(8)
-        if head.startswith(_PICKLE_MAGIC):
+        head = f.read(9)
+        # A safetensors header is JSON right after its 8-byte length. Only without that brace
+        # does a pickle's first byte mean a pickle: a length like 0x...80 starts with 0x80 too.
+        if head[8:9] != b"{" and head.startswith(_PICKLE_MAGIC):
             raise ModelFileError(
                 f"{path} is not a safetensors model file: this looks like a PyTorch pickle; "
                 "use suhd-convert to make a model file from it"
             )
-        if len(head) < 8:
+        if len(head) < 9:
             raise ModelFileError(f"{path} is truncated ({size} bytes)")
-        (n,) = struct.unpack("<Q", head)
+        (n,) = struct.unpack("<Q", head[:8])
+        f.seek(8)
         if n > _MAX_HEADER_BYTES:
             raise ModelFileError(f"{path} is not a safetensors file (bad header length)")
         if 8 + n > size:
