@@ -1,9 +1,10 @@
 """`make demo`: the synthetic camera and the spiking detector, live, with a score at the end.
 
-One process, one MultiThreadedExecutor spinning three nodes: `suhd_camera` (procedural scenes of
-the benchmark's test split, with ground truth), `suhd_detector` (the embedded default model) and
-a monitor that reads only what any ROS user could read: detections, ground truth, the overlay
-and /diagnostics. About once a second it prints fps, latency, detections per frame, energy per
+One process, one SingleThreadedExecutor spinning three nodes (inference has its own thread;
+rclpy's MultiThreadedExecutor busy-waits and starved it to about 1 fps here): `suhd_camera`
+(procedural scenes of the benchmark's test split, with ground truth), `suhd_detector` (the
+embedded default model) and a monitor that reads only what any ROS user could read: detections,
+ground truth, the overlay and /diagnostics. About once a second it prints fps, latency, detections per frame, energy per
 frame and mAP@0.5 so far; it saves overlay snapshots, and ends with a summary (Ctrl-C ends early).
 """
 
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -184,11 +185,11 @@ def run(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     rclpy.init()
     camera, detector, monitor = _nodes(args)
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()
     for node in (camera, detector, monitor):
         executor.add_node(node)
     print(f"suhd demo: {model.name} on the synthetic camera ({args.width}x{args.height} at "
-          f"{args.rate:g} Hz), one process, MultiThreadedExecutor; Ctrl-C ends early")
+          f"{args.rate:g} Hz), one process; Ctrl-C ends early")
     start = next_line = time.monotonic()
     try:
         while args.duration <= 0 or time.monotonic() - start < args.duration:
