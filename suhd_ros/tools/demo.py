@@ -4,8 +4,9 @@ One process, one SingleThreadedExecutor spinning three nodes (inference has its 
 rclpy's MultiThreadedExecutor busy-waits and starved it to about 1 fps here): `suhd_camera`
 (procedural scenes of the benchmark's test split, with ground truth), `suhd_detector` (the
 embedded default model) and a monitor that reads only what any ROS user could read: detections,
-ground truth, the overlay and /diagnostics. About once a second it prints fps, latency, detections per frame, energy per
-frame and mAP@0.5 so far; it saves overlay snapshots, and ends with a summary (Ctrl-C ends early).
+ground truth, the overlay and /diagnostics. About once a second it prints fps, latency,
+detections per frame, energy per frame and mAP@0.5 so far; it saves overlay snapshots, and ends
+with a summary (Ctrl-C ends early).
 """
 
 from __future__ import annotations
