@@ -3,8 +3,8 @@
 Choices where the paper is silent:
 - The membrane is kept in units of theta (u = V / theta), so thresholds are the integers tau(t)
   and reset by subtraction is exact in floating point; the spikes are those of V >= tau(t) theta.
-- A burst is fired one spike at a time (up to f_c spikes while u >= tau(t)), which only uses
-  comparisons and exact subtractions, so the loop sends exactly clip(floor(u), 0, L).
+- A burst is fired at once, s = min(floor(u / tau(t)), f_c) (eq. 12); the tests check on
+  integer grids and random reals that the loop sends exactly clip(floor(u), 0, L).
 - half_start adds theta / 2 to the membrane before firing ("membrane potential
   initialisation"); the quantiser then rounds half up instead of flooring.
 """
@@ -60,16 +60,13 @@ def spikes_from_levels(n: Tensor, coding: SpikeCoding) -> Tensor:
 
 
 def fire_step(u: Tensor, tau_t: int, f_c: int) -> tuple[Tensor, Tensor]:
-    """One firing step in units of theta: up to f_c spikes while u >= tau(t), reset by subtraction.
+    """One firing step in units of theta, the paper's eq. 12: a burst of
+    s = min(floor(u / tau(t)), f_c) spikes where u >= tau(t), then reset by subtraction.
 
     Returns (spikes, membrane after the step).
     """
-    s = torch.zeros_like(u)
-    for _ in range(f_c):
-        fired = (u >= tau_t).to(u.dtype)
-        s = s + fired
-        u = u - fired * tau_t
-    return s, u
+    s = torch.floor(u / tau_t).clamp_(0, f_c)
+    return s, u - s * tau_t
 
 
 class SpikingNeuron(nn.Module):
