@@ -15,9 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -26,6 +24,7 @@ from vision_msgs.msg import Detection2DArray
 
 from suhd_ros.data.scenes import generate_scene, split_seed
 from suhd_ros.image_encoding import SUPPORTED_ENCODINGS
+from suhd_ros.node_main import run_node
 from suhd_ros.ros_conversions import detections_to_msg, rgb_to_image
 
 CAMERA_QOS = QoSProfile(depth=10)  # reliable, volatile: the system default camera drivers use
@@ -131,22 +130,7 @@ class SuhdCameraNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script `suhd_camera`."""
-    rclpy.init(args=args)
-    try:
-        node = SuhdCameraNode()
-    except ValueError as exc:
-        print(f"suhd_camera: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node(SuhdCameraNode, "suhd_camera", args, (ValueError,))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -33,7 +32,6 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.exceptions import InvalidTopicNameException, ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_policy_name_from_kind
@@ -45,6 +43,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from suhd_ros.detector import ENGINES, Detector, DetectorError, FrameResult
 from suhd_ros.image_encoding import ImageDecodeError
+from suhd_ros.node_main import run_node
 from suhd_ros.overlay import draw_detections
 from suhd_ros.qos import RELIABILITY_POLICIES, qos_from_parameters
 from suhd_ros.ros_conversions import (
@@ -671,28 +670,8 @@ class SuhdDetectorNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Console script `suhd_detector`."""
-    rclpy.init(args=args)
-    try:
-        node = SuhdDetectorNode()
-    except ParameterException as exc:  # e.g. -p timesteps:=100, out of its range
-        print(f"suhd_detector: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # a signal shuts the context down under a running callback (e.g. diagnostics about to
-        # publish): that callback's error is part of a normal shutdown, not a crash
-        if node.context.ok():
-            raise
-    finally:
-        node.release_all(join_timeout_s=SHUTDOWN_JOIN_S)
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
-
+    return run_node(SuhdDetectorNode, "suhd_detector", args, (ParameterException,),
+                    on_exit=lambda node: node.release_all(join_timeout_s=SHUTDOWN_JOIN_S))
 
 if __name__ == "__main__":
     sys.exit(main())
