@@ -32,9 +32,7 @@ CANDIDATES = [
 ]
 
 
-def choose(ann_path: Path, calib_count: int, val_count: int) -> tuple[ConversionSettings, list]:
-    val = benchmark_scenes(val_count, (320, 320), split="val")
-    calib = [s.image for s in benchmark_scenes(calib_count, (320, 320), split="train")]
+def choose(ann_path: Path, calib: list, val: list) -> tuple[ConversionSettings, list]:
     trials = []
     for i, settings in enumerate(CANDIDATES):
         out = RUN / f"candidate_{i}.safetensors"
@@ -55,12 +53,12 @@ def main() -> None:
     if not args.skip_training:
         train_main(TRAIN_ARGS)
     ann_path = RUN / "best.safetensors"
-    ann_val = evaluate(Detector(ann_path, "cpu", "ann"),
-                       benchmark_scenes(args.val_images, (320, 320), split="val"))
-    print(f"ANN on validation: {ann_val['map50']:.4f} / {ann_val['map50_95']:.4f}")
-    settings, trials = choose(ann_path, args.calibration_images, args.val_images)
-    print(f"chosen: {settings}")
+    val = benchmark_scenes(args.val_images, (320, 320), split="val")
     calib = [s.image for s in benchmark_scenes(args.calibration_images, (320, 320), "train")]
+    ann_val = evaluate(Detector(ann_path, "cpu", "ann"), val)
+    print(f"ANN on validation: {ann_val['map50']:.4f} / {ann_val['map50_95']:.4f}")
+    settings, trials = choose(ann_path, calib, val)
+    print(f"chosen: {settings}")
     convert(ann_path, calib, ROOT / "models" / DEFAULT_MODEL, settings, progress=False)
     (RUN / "conversion_choice.json").write_text(json.dumps(
         {"ann_val": ann_val, "chosen": settings.__dict__, "trials": trials}, indent=1))
