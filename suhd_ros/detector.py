@@ -96,7 +96,8 @@ class Detector:
     over T steps) or "ann" (the source network with BN folded). timesteps / compression /
     coding ("stdi" or "rate") override the model file's; thresholds come from its calibrated
     lambdas, so any of them work (theta = lambda / L). statistics=False skips spike counting
-    and energy figures (the fastest fused engine; FrameResult.energy is then None).
+    and energy figures (the fastest fused engine; FrameResult.energy is then None); with it on,
+    detect(count_spikes=False) skips them for one call, so a caller can sample frames.
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
@@ -127,6 +128,7 @@ class Detector:
         self.model = self._build(ann, model_file.lambdas).to(self.device).eval()
         if self.half:
             self.model.half()
+        self._counting = statistics
         set_statistics(self.model, statistics)
         self.energy_meter = EnergyMeter(self.model) if engine != "ann" and statistics else None
         if self.energy_meter:
@@ -153,11 +155,20 @@ class Detector:
         except (KeyError, ValueError) as e:
             raise DetectorError(f"cannot convert {self.model_path} to an SNN: {e}") from e
 
-    def _energy(self, input_shape: torch.Size, sample: int) -> dict[str, float] | None:
+    def _meter_for_call(self, count_spikes: bool) -> EnergyMeter | None:
+        """Spike counting on or off for the next forward pass; the meter to read it, if on."""
+        meter = self.energy_meter if count_spikes else None
+        if (meter is not None) != self._counting:
+            self._counting = meter is not None
+            set_statistics(self.model, self._counting)
+        if meter is not None:
+            reset_statistics(self.model)  # counts accumulate per sample: one frame's only
+        return meter
+
+    @staticmethod
+    def _energy(meter: EnergyMeter, input_shape: torch.Size, sample: int) -> dict[str, float]:
         """The frame's totals: what a node publishes (per-layer figures via energy_meter)."""
-        if self.energy_meter is None:
-            return None
-        report = self.energy_meter.report(input_shape, sample)
+        report = meter.report(input_shape, sample)
         neurons = sum(layer.neurons for layer in report.layers)
         return {
             "spikes": report.spikes,
@@ -184,18 +195,19 @@ class Detector:
     @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray], score_threshold: float = 0.25,
                iou_threshold: float = 0.45, max_detections: int = 100,
-               classes: Sequence[int] | None = None) -> list[FrameResult]:
-        """Detections per image, boxes in that image's own pixels, with its spike statistics."""
+               classes: Sequence[int] | None = None,
+               count_spikes: bool = True) -> list[FrameResult]:
+        """Detections per image, boxes in that image's own pixels, with its spike statistics
+        (count_spikes=False: none this call, at the speed of statistics=False)."""
         if len(images) == 0:
             return []
         start = time.perf_counter()
         x, infos = self.preprocess(images)
-        if self.energy_meter:
-            reset_statistics(self.model)  # counts accumulate per sample: one frame's only
+        meter = self._meter_for_call(count_spikes)
         predictions, _raw = self.model(x)
         per_image = postprocess(predictions, score_threshold, iou_threshold,
                                 list(classes) if classes else None, max_detections)
-        energy = [self._energy(x.shape, i) for i in range(len(images))]
+        energy = [self._energy(meter, x.shape, i) if meter else None for i in range(len(images))]
         elapsed = (time.perf_counter() - start) / len(images)
         return [
             FrameResult(unletterbox_boxes(d.boxes_xyxy, info), d.scores, d.class_ids, e, elapsed)

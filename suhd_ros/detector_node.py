@@ -82,6 +82,7 @@ class LiveSettings:
     max_detections: int
     classes: tuple[int, ...]
     publish_overlay: bool
+    energy_every_n: int
 
 
 LIVE_PARAMETERS = tuple(f.name for f in fields(LiveSettings))
@@ -204,6 +205,8 @@ class SuhdDetectorNode(LifecycleNode):
         self._latency_ms: deque[float] = deque(maxlen=STATS_WINDOW)
         self._inference_ms: deque[float] = deque(maxlen=STATS_WINDOW)
         self._energy: deque[dict[str, float]] = deque(maxlen=STATS_WINDOW)
+        self._batches = 0  # batches inferred, to count spikes on one in energy_every_n
+        self._energy_frames = 0  # frames whose spikes were counted
         self._last_report = time.monotonic()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -244,6 +247,9 @@ class SuhdDetectorNode(LifecycleNode):
                       "class indices to keep; empty = all (live)")
         self._declare("publish_overlay", True, "render the overlay image while someone "
                       "subscribes to it (live)")
+        self._declare("energy_every_n", 10, "count spikes and energy on one batch of frames "
+                      "in n (live): 1 = every frame (slower), 0 = never (fastest)",
+                      ints=(0, 10000))
         self._declare("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
                       "sensor_msgs/CompressedImage on 'image/compressed'", **reload)
         self._declare("image_topics", Parameter.Type.STRING_ARRAY, "several cameras, one model: "
@@ -518,10 +524,12 @@ class SuhdDetectorNode(LifecycleNode):
         if not frames or detector is None:
             return
         live = self._live
+        count_spikes = live.energy_every_n > 0 and self._batches % live.energy_every_n == 0
+        self._batches += 1
         results = detector.detect(
             [rgb for _, _, rgb in frames], score_threshold=live.score_threshold,
             iou_threshold=live.iou_threshold, max_detections=live.max_detections,
-            classes=list(live.classes) or None)
+            classes=list(live.classes) or None, count_spikes=count_spikes)
         for (camera, header, rgb), result in zip(frames, results, strict=True):
             camera.detections_pub.publish(detections_to_msg(
                 header, result.boxes_xyxy, result.scores, result.class_ids))
@@ -543,6 +551,7 @@ class SuhdDetectorNode(LifecycleNode):
             self._inference_ms.append(result.inference_s * 1e3)
             if result.energy:
                 self._energy.append(result.energy)
+                self._energy_frames += 1
 
     def _info_line(self, camera: Camera) -> str:
         with self._frames:
@@ -585,7 +594,7 @@ class SuhdDetectorNode(LifecycleNode):
 
     def _status_name(self, concern: str, camera: Camera | None = None) -> str:
         suffix = f" ({camera.key})" if camera is not None and camera.key else ""
-        return f"{self.get_name()}: {concern}{suffix}"
+        return f"{self.get_fully_qualified_name()}: {concern}{suffix}"  # namespaced: unique
 
     def _input_status(self, camera: Camera, period: float, now: float) -> DiagnosticStatus:
         counts, before = camera.counts, camera.reported
@@ -655,10 +664,13 @@ class SuhdDetectorNode(LifecycleNode):
     def _energy_status(self) -> DiagnosticStatus:
         energy = self._mean_energy()
         if not energy:
-            why = "ann engine: no spikes" if self._param("engine") == "ann" else "no frames yet"
+            why = ("ann engine: no spikes" if self._param("engine") == "ann"
+                   else "not counted: energy_every_n is 0" if self._live.energy_every_n == 0
+                   else "no frames yet")
             return diagnostic_status(self._status_name("energy"), _OK, why, {})
         snn, ann = energy.get("energy_snn_j", np.nan), energy.get("energy_ann_j", np.nan)
         return diagnostic_status(self._status_name("energy"), _OK, "per frame, 45 nm estimate", {
+            "frames counted": self._energy_frames,
             "spikes per frame": energy.get("spikes", np.nan),
             "SOPs per frame": energy.get("sops", np.nan),
             "spikes per neuron and step": energy.get("spikes_per_neuron_step", np.nan),

@@ -56,21 +56,22 @@ class Peer:
                 return result
         raise TimeoutError(f"condition not met within {timeout_s} s")
 
-    def status(self, concern: str) -> tuple[bytes, str, dict[str, str]] | None:
-        """Level, message and values of the newest "<node>: <concern>" status, if any."""
+    def status(self, concern: str, node: str = "") -> tuple[bytes, str, dict[str, str]] | None:
+        """Level, message and values of the newest "<node>: <concern>" status, if any; node
+        (a fully qualified name) picks one of several nodes."""
         if self.diagnostics is None:
             return None
         for status in self.diagnostics.status:
-            if status.name.endswith(f": {concern}"):
+            if status.name.endswith(f": {concern}") and status.name.startswith(node):
                 return status.level, status.message, diagnostic_values(status)
         return None
 
     def wait_status(self, concern: str, accept: Callable[[dict[str, str]], bool],
-                    timeout_s: float = 10.0, every: Callable[[], None] | None = None
-                    ) -> tuple[bytes, str, dict[str, str]]:
+                    timeout_s: float = 10.0, every: Callable[[], None] | None = None,
+                    node: str = "") -> tuple[bytes, str, dict[str, str]]:
         """Spin until a diagnostics status for ``concern`` satisfies ``accept(values)``."""
         def ready() -> tuple | None:
-            status = self.status(concern)
+            status = self.status(concern, node)
             return status if status is not None and accept(status[2]) else None
         return self.spin_until(ready, timeout_s, every, every_s=0.5)
 

@@ -13,6 +13,7 @@ import torch
 
 from suhd_ros.data.scenes import generate_scene
 from suhd_ros.detector import Detector, DetectorError, resolve_device
+from suhd_ros.snn.layers import SpikeProducer
 from suhd_ros.tools import convert as convert_tool
 from suhd_ros.tools import detect as detect_tool
 
@@ -71,6 +72,18 @@ def test_statistics_off_gives_the_same_detections_without_energy(snn_file, image
     assert off.energy is None and on.energy is not None
     np.testing.assert_array_equal(off.boxes_xyxy, on.boxes_xyxy)
     np.testing.assert_array_equal(off.class_ids, on.class_ids)
+
+
+def test_counting_can_be_skipped_per_call_and_resumes_exactly(snn_file, images) -> None:
+    detector = Detector(snn_file, "cpu")
+    producers = [m for m in detector.model.modules() if isinstance(m, SpikeProducer)]
+    first = detector.detect(images[:1], **ANY)[0]
+    skipped = detector.detect(images[1:2], **ANY, count_spikes=False)[0]
+    assert skipped.energy is None and not any(m.record_statistics for m in producers)
+    again = detector.detect(images[:1], **ANY)[0]
+    assert all(m.record_statistics for m in producers)
+    assert again.energy == first.energy  # nothing of the skipped frame leaks into the next count
+    np.testing.assert_array_equal(again.boxes_xyxy, first.boxes_xyxy)
 
 
 def test_ann_engine_and_timestep_override(snn_file, images) -> None:

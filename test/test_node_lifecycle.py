@@ -231,6 +231,31 @@ def test_classes_filter_and_enable_service(make_node, model_path: Path) -> None:
         peer.close()
 
 
+def test_energy_is_counted_on_one_frame_in_n(make_node, model_path: Path) -> None:
+    node = make_node("/energy", model_path, energy_every_n=3)
+    quiet = make_node("/no_energy", model_path, energy_every_n=0)
+    peer = Peer("energy_peer", node, quiet)
+    try:
+        pub = peer.node.create_publisher(Image, "/energy/image", 10)
+        for seed in range(7):
+            _detect(peer, pub, "/energy/detections", _frame(peer, seed))
+
+        def counted_one_in_three(values: dict[str, str]) -> bool:  # one message, one snapshot
+            processed = int(peer.status("output", "/energy/")[2]["frames processed"])
+            return processed >= 7 and int(values["frames counted"]) == (processed + 2) // 3
+        values = peer.wait_status("energy", lambda v: "frames counted" in v and
+                                  counted_one_in_three(v), node="/energy/")[2]
+        assert float(values["spikes per frame"]) > 0
+        assert float(values["energy per frame SNN [J]"]) > 0
+
+        quiet_pub = peer.node.create_publisher(Image, "/no_energy/image", 10)
+        _detect(peer, quiet_pub, "/no_energy/detections", _frame(peer))
+        _, message, values = peer.wait_status("energy", lambda v: True, node="/no_energy/")
+        assert message == "not counted: energy_every_n is 0" and not values
+    finally:
+        peer.close()
+
+
 def test_incompatible_publisher_qos_is_counted(make_node, model_path: Path) -> None:
     node = make_node("/qos", model_path, qos_reliability="reliable")
     peer = Peer("qos_peer", node)

@@ -59,6 +59,7 @@ DECLARED: dict[str, Spec] = {
     "max_detections": Spec(Type.INTEGER, (1, 1000), read_only=False),
     "classes": Spec(Type.INTEGER_ARRAY, read_only=False),
     "publish_overlay": Spec(Type.BOOL, read_only=False),
+    "energy_every_n": Spec(Type.INTEGER, (0, 10000), read_only=False),
     "input_transport": Spec(Type.STRING),
     "image_topics": Spec(Type.STRING_ARRAY),
     "qos_reliability": Spec(Type.STRING),
