@@ -8,9 +8,9 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -19,6 +19,13 @@ def generate_launch_description():
     share = get_package_share_directory("suhd_ros")
     image = LaunchConfiguration("image")
     namespace = LaunchConfiguration("namespace")
+    fastdds_profile = LaunchConfiguration("fastdds_profile")
+    # a profile the user has set already wins; Humble's Fast DDS reads the FASTRTPS_ name
+    user_profile = EnvironmentVariable(
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        default_value=EnvironmentVariable(
+            "FASTRTPS_DEFAULT_PROFILES_FILE",
+            default_value=os.path.join(share, "config", "fastdds_large_images.xml")))
 
     arguments = [
         DeclareLaunchArgument(
@@ -46,6 +53,15 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "autostart", default_value="true",
             description="configure and activate the lifecycle node by itself at start"),
+        DeclareLaunchArgument(
+            "fastdds_profile", default_value=user_profile,
+            description="Fast DDS XML profile for the nodes started here; the default keeps a "
+                        "profile already in the environment, else uses the package's, whose "
+                        "large shared-memory segment carries full camera images (see the file)"),
+    ]
+    environment = [
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", fastdds_profile),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", fastdds_profile),  # Humble
     ]
 
     detector = Node(
@@ -80,4 +96,4 @@ def generate_launch_description():
         arguments=["-d", os.path.join(share, "config", "suhd.rviz")],
         condition=IfCondition(LaunchConfiguration("use_rviz")),
     )
-    return LaunchDescription([*arguments, detector, camera, rviz])
+    return LaunchDescription([*arguments, *environment, detector, camera, rviz])

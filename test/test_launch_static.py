@@ -69,6 +69,41 @@ def test_defines_generate_launch_description(tree: ast.Module) -> None:
     assert "generate_launch_description" in functions
 
 
+# what the launch file may import: names that exist since Humble (checked against the Humble
+# sources of launch and launch_ros), so the file runs on Humble, Jazzy and Kilted alike
+HUMBLE_API = {
+    "launch": {"LaunchDescription"},
+    "launch.actions": {"DeclareLaunchArgument", "SetEnvironmentVariable"},
+    "launch.conditions": {"IfCondition"},
+    "launch.substitutions": {"EnvironmentVariable", "LaunchConfiguration"},
+    "launch_ros.actions": {"Node"},
+    "launch_ros.parameter_descriptions": {"ParameterValue"},
+    "ament_index_python.packages": {"get_package_share_directory"},
+}
+
+
+def test_imports_only_apis_present_since_humble(tree: ast.Module) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = {alias.name for alias in node.names}
+            assert names <= HUMBLE_API.get(node.module, set()), (node.module, names)
+        elif isinstance(node, ast.Import):
+            assert {alias.name for alias in node.names} <= {"os"}
+
+
+def test_fastdds_profile_reaches_both_variable_names_and_keeps_the_users(tree: ast.Module) -> None:
+    sets = {ast.literal_eval(call.args[0]): call.args[1]
+            for call in _calls(tree, "SetEnvironmentVariable")}
+    assert set(sets) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
+    for value in sets.values():  # the launch argument, through a variable or directly
+        assert ast.unparse(value) in ("fastdds_profile", "LaunchConfiguration('fastdds_profile')")
+    source = ast.unparse(tree)
+    # the argument's default: the user's FASTDDS_ variable, else FASTRTPS_, else the package's
+    assert source.index("'FASTDDS_DEFAULT_PROFILES_FILE', default_value=EnvironmentVariable(") \
+        < source.index("'FASTRTPS_DEFAULT_PROFILES_FILE', default_value=os.path.join(share, "
+                       "'config', 'fastdds_large_images.xml')")
+
+
 def test_every_argument_has_a_description(tree: ast.Module) -> None:
     calls = list(_calls(tree, "DeclareLaunchArgument"))
     assert calls
@@ -100,7 +135,8 @@ def test_named_share_files_are_installed(tree: ast.Module, installed: dict[str, 
     joined = [call for call in _calls(tree, "join")
               if isinstance(call.args[0], ast.Name) and call.args[0].id == "share"]
     relative = {"/".join(ast.literal_eval(a) for a in call.args[1:]) for call in joined}
-    assert relative >= {"config/detector.yaml", "config/suhd.rviz"}
+    assert relative >= {"config/detector.yaml", "config/suhd.rviz",
+                        "config/fastdds_large_images.xml"}
     for path in relative:
         source = installed.get(f"share/{PACKAGE}/{path}")
         assert source is not None and source.is_file(), path

@@ -1,26 +1,42 @@
-"""Send one vision_msgs/Detection2DArray between two OS processes over real DDS and check it.
+"""Check DDS between two OS processes: one Detection2DArray intact, or camera frames delivered.
 
 Run without arguments: it starts a publisher process, receives its message, compares it with the
 expected one and says so. It proves the ROS 2 environment (rclpy, Fast DDS, vision_msgs) works.
+
+With --images WxH it measures what a camera needs instead: the share of best-effort rgb8 frames
+at --rate that reach a subscriber in another process. Fast DDS's default transports lose most
+640x480 frames; config/fastdds_large_images.xml (FASTDDS_DEFAULT_PROFILES_FILE) fixes that.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 
+import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 TOPIC = "/suhd/dds_check"
+IMAGE_TOPIC = "/suhd/dds_check/image"
 QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+FRAMES_NEEDED = 0.9  # share of the frames that must arrive for the image check to pass
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+
+
+def image_qos(depth: int) -> QoSProfile:
+    """Best effort as camera subscribers use it; the depth keeps every frame that arrives, so
+    only frames lost in transport count as lost."""
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def sample_detections() -> Detection2DArray:
@@ -77,6 +93,74 @@ def receive(timeout_s: float) -> Detection2DArray | None:
     return received[0] if received else None
 
 
+def publish_images(count: int, size: tuple[int, int], rate_hz: float, wait_s: float) -> None:
+    """Wait for the subscriber, then publish `count` rgb8 frames at `rate_hz`, numbered."""
+    rclpy.init()
+    node = Node("suhd_dds_check_camera")
+    pub = node.create_publisher(Image, IMAGE_TOPIC, image_qos(1))
+    width, height = size
+    msg = Image(width=width, height=height, encoding="rgb8", step=3 * width)
+    msg.data = np.random.default_rng(0).integers(0, 256, 3 * width * height, np.uint8).tobytes()
+    deadline = time.monotonic() + wait_s
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    time.sleep(0.5)  # discovery settles both ways
+    start = time.monotonic()
+    for i in range(count):
+        msg.header.frame_id = str(i)
+        pub.publish(msg)
+        time.sleep(max(0.0, start + (i + 1) / rate_hz - time.monotonic()))
+    time.sleep(1.0)  # the last frames are read from our segment before it goes
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def receive_images(count: int, timeout_s: float) -> set[int]:
+    """The numbers of the frames that arrived, until all did or 1 s passed without one."""
+    rclpy.init()
+    node = Node("suhd_dds_check_receiver")
+    arrived: set[int] = set()
+    last = [time.monotonic() + timeout_s]  # before the first frame: the whole timeout
+
+    def on_image(msg: Image) -> None:
+        arrived.add(int(msg.header.frame_id))
+        last[0] = time.monotonic() + 1.0
+    node.create_subscription(Image, IMAGE_TOPIC, on_image, image_qos(count))
+    while len(arrived) < count and time.monotonic() < last[0]:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    node.destroy_node()
+    rclpy.shutdown()
+    return arrived
+
+
+def run_image_check(size: tuple[int, int], count: int, rate_hz: float,
+                    timeout_s: float = 15.0) -> bool:
+    """A camera process publishes frames, this one counts them. True when enough arrived."""
+    camera = subprocess.Popen(
+        [sys.executable, "-m", "suhd_ros.tools.dds_check", "--publish",
+         "--images", f"{size[0]}x{size[1]}", "--count", str(count), "--rate", str(rate_hz),
+         "--hold", str(timeout_s)])
+    try:
+        arrived = receive_images(count, timeout_s)
+    finally:
+        camera.terminate()
+        camera.wait(timeout=10)
+    share = len(arrived) / count
+    profile = next((os.environ[v] for v in PROFILE_VARIABLES if os.environ.get(v)), "none")
+    print(f"dds_check: {len(arrived)} of {count} {size[0]}x{size[1]} rgb8 frames at "
+          f"{rate_hz:g} Hz arrived best effort ({share:.0%}); Fast DDS profile: {profile}")
+    if share < FRAMES_NEEDED:
+        print("dds_check: frames are lost in transport; for Fast DDS set "
+              "FASTDDS_DEFAULT_PROFILES_FILE to the package's config/fastdds_large_images.xml "
+              "in the camera's and the detector's environment")
+    return share >= FRAMES_NEEDED
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, _, height = text.partition("x")
+    return int(width), int(height)
+
+
 def run_check(timeout_s: float = 15.0) -> bool:
     """Start a publisher process, receive its message here, compare. True when it arrived intact."""
     publisher = subprocess.Popen(
@@ -103,10 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--publish", action="store_true", help="be the publisher process")
     parser.add_argument("--hold", type=float, default=15.0, help="seconds to wait (default 15)")
+    parser.add_argument("--images", type=_size, metavar="WxH",
+                        help="check camera frames of this size instead, e.g. 640x480")
+    parser.add_argument("--count", type=int, default=150, help="frames to send (default 150)")
+    parser.add_argument("--rate", type=float, default=30.0, help="frames per second (default 30)")
     args = parser.parse_args(argv)
+    if args.publish and args.images:
+        publish_images(args.count, args.images, args.rate, args.hold)
+        return 0
     if args.publish:
         publish(args.hold)
         return 0
+    if args.images:
+        return 0 if run_image_check(args.images, args.count, args.rate, args.hold) else 1
     return 0 if run_check(args.hold) else 1
 
 
