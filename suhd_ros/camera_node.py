@@ -22,7 +22,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.data.scenes import generate_scene, split_seed
+from suhd_ros.data.scenes import Scene, generate_scene, split_seed
 from suhd_ros.image_encoding import SUPPORTED_ENCODINGS
 from suhd_ros.node_main import run_node
 from suhd_ros.ros_conversions import detections_to_msg, rgb_to_image
@@ -45,12 +45,17 @@ class SuhdCameraNode(Node):
         self._declare("frame_id", "camera_optical_frame", "header.frame_id of every image")
         self._declare("seed", split_seed("test", 0), "seed of the first synthetic scene; "
                       "frame k shows scene seed + k (default: the benchmark's test split)")
+        self._declare("replay_scenes", 0, "draw this many scenes at start and publish them in a "
+                      "loop: a camera's CPU cost without the drawing; 0 = draw every frame",
+                      ints=IntegerRange(from_value=0, to_value=1000, step=1))
         self._declare("video_path", "", "play this video file (looping) instead of scenes")
         self._declare("device_index", -1, "open /dev/video<N> instead of scenes; -1 = none",
                       ints=IntegerRange(from_value=-1, to_value=255, step=1))
         self._encoding = self._checked_encoding()
         self._frame = 0
         self._capture = self._open_capture()
+        self._replay = [] if self._capture is not None else [
+            self._scene(k) for k in range(self._param("replay_scenes"))]
         self._image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
         self._truth_pub = None
         if self._capture is None:
@@ -109,12 +114,16 @@ class SuhdCameraNode(Node):
             if rgb is not None:
                 self._publish_image(rgb, header)
             return
-        scene = generate_scene(self._param("seed") + self._frame,
-                               self._param("width"), self._param("height"))
+        scene = (self._replay[self._frame % len(self._replay)] if self._replay
+                 else self._scene(self._frame))
         self._frame += 1
         self._publish_image(scene.image, header)
         self._truth_pub.publish(detections_to_msg(
             header, scene.boxes_xyxy, np.ones(len(scene.class_ids)), scene.class_ids))
+
+    def _scene(self, k: int) -> Scene:
+        """Synthetic frame k."""
+        return generate_scene(self._param("seed") + k, self._param("width"), self._param("height"))
 
     def _publish_image(self, rgb: np.ndarray, header: Header) -> None:
         try:

@@ -48,20 +48,31 @@ def _collect(peer: Peer, message_type: type, topic: str, count: int) -> list:
 def test_scenes_come_with_ground_truth_under_the_same_header() -> None:
     with _camera("/cam_test", rate=20.0, width=WIDTH, height=HEIGHT, seed=SEED, encoding="bgr8",
                  frame_id="test_optical_frame") as peer:
-        _check_scenes(peer)
+        first, *rest = _check_scenes(peer)  # discovery may cost the first frames
+        assert rest == [first + 1, first + 2]
 
 
-def _check_scenes(peer: Peer) -> None:
+def test_replayed_scenes_loop_with_their_ground_truth() -> None:
+    with _camera("/cam_test", rate=20.0, width=WIDTH, height=HEIGHT, seed=SEED, encoding="bgr8",
+                 frame_id="test_optical_frame", replay_scenes=2) as peer:
+        first, *rest = _check_scenes(peer, count=5)
+        assert rest == [(first + k) % 2 for k in range(1, 5)]
+
+
+def _check_scenes(peer: Peer, count: int = 3) -> list[int]:
+    """Which scenes the first ``count`` images were, each checked against its ground truth."""
     truths = {}
     peer.node.create_subscription(Detection2DArray, "/cam_test/image/ground_truth",
                                   lambda m: truths.setdefault(m.header.stamp.nanosec, m), 10)
-    images = _collect(peer, Image, "/cam_test/image", 3)
+    images = _collect(peer, Image, "/cam_test/image", count)[:count]
     peer.spin_until(lambda: all(i.header.stamp.nanosec in truths for i in images))
     scenes = [generate_scene(SEED + k, WIDTH, HEIGHT) for k in range(10)]
+    indices = []
     for image in images:
         assert image.encoding == "bgr8" and image.header.frame_id == "test_optical_frame"
         rgb = image_to_rgb(image)
         index = next(k for k, s in enumerate(scenes) if np.array_equal(s.image, rgb))
+        indices.append(index)
         truth = truths[image.header.stamp.nanosec]
         assert truth.header == image.header
         boxes, scores, class_ids = msg_to_detections(truth)
@@ -70,6 +81,7 @@ def _check_scenes(peer: Peer) -> None:
         assert np.all(scores == 1.0)
     publishers = peer.node.get_publishers_info_by_topic("/cam_test/image")
     assert [p.qos_profile.reliability for p in publishers] == [ReliabilityPolicy.RELIABLE]
+    return indices
 
 
 def _write_video(path: Path, frames: list[np.ndarray]) -> None:
