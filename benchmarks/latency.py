@@ -36,6 +36,7 @@ class Variant:
     T: int = 4
     f_c: int | None = None  # None: the model file's
     statistics: bool = True  # spike counting (and the energy report) on
+    count_every: int = 1  # with statistics: count on one frame in this many (the node's knob)
 
     def build(self):  # -> Detector; imported lazily so the parent stays light
         from suhd_ros.detector import Detector
@@ -71,6 +72,7 @@ def worker(variant: Variant, threads: int) -> None:
     image = generate_scene(SCENE_SEED, width, height).image
     forward_ms = _forward_timer(detector.model)
     detector.detect([image])  # warm-up: allocator, lazy inits
+    frames_done = 0
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command, *arg = line.split()
@@ -78,8 +80,10 @@ def worker(variant: Variant, threads: int) -> None:
             forward_ms.clear()
             frame_ms = []
             for _ in range(int(arg[0])):
+                count_spikes = frames_done % variant.count_every == 0
+                frames_done += 1
                 began = time.perf_counter()
-                detector.detect([image])
+                detector.detect([image], count_spikes=count_spikes)
                 frame_ms.append((time.perf_counter() - began) * 1e3)
             answer = {"frame_ms": frame_ms, "forward_ms": list(forward_ms)}
         else:

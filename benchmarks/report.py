@@ -9,6 +9,9 @@ from pathlib import Path
 
 import torch
 
+FUSED = "SNN fused T=4"  # statistics on every frame
+FUSED_SAMPLED = "SNN fused T=4, statistics 1 in 10 (node default)"
+FUSED_OFF = "SNN fused T=4, statistics off"
 PEER_NOTES = (
     "SpikingJelly 2.0 `ann2snn.Converter(RateCodingRecipe(...))` traces the network with "
     "torch.fx, folds BN into the convs and puts an IF neuron (threshold 1, reset by "
@@ -47,11 +50,13 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def latency_table(rows: list[dict]) -> str:
     ann = next(r for r in rows if r["engine"] == "ann")
     return _table(
-        ["variant", "frames", "p50 ms", "p95 ms", "x ANN (p50)", "network p50 ms",
-         "peak RSS MB", "RSS over imports MB"],
+        ["variant", "frames", "p50 ms", "p95 ms", "x ANN (p50)", "mean ms", "x ANN (mean)",
+         "network p50 ms", "peak RSS MB", "RSS over imports MB"],
         [[r["label"], str(r["frames"]), _f(r["p50_ms"]), _f(r["p95_ms"]),
-          _f(r["p50_ms"] / ann["p50_ms"], 2), _f(r["forward_p50_ms"]), _f(r["peak_rss_mb"], 0),
-          _f(r["peak_rss_mb"] - r["baseline_rss_mb"], 0)] for r in rows])
+          _f(r["p50_ms"] / ann["p50_ms"], 2), _f(r["mean_ms"]),
+          _f(r["mean_ms"] / ann["mean_ms"], 2), _f(r["forward_p50_ms"]),
+          _f(r["peak_rss_mb"], 0), _f(r["peak_rss_mb"] - r["baseline_rss_mb"], 0)]
+         for r in rows])
 
 
 def accuracy_table(rows: list[dict], with_time: bool = False) -> str:
@@ -71,12 +76,19 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
         rows = results.get(key)
         if not rows:
             continue
-        ann = by_label(rows, "ANN")["p50_ms"]
-        for label, limit in (("SNN fused T=4", 1.15), ("SNN reference T=4", 4.5)):
-            ratio = by_label(rows, label)["p50_ms"] / ann
-            out.append((f"{label} <= {limit}x ANN ({name})", f"{ratio:.2f}x", ratio <= limit))
+        ann = by_label(rows, "ANN")
+        labels = {r["label"] for r in rows}
+        # the sampled row by its mean: its p50 is a frame without counting, the mean pays for
+        # the counted ones
+        for label, limit, stat in ((FUSED, 1.15, "p50_ms"), (FUSED_SAMPLED, 1.15, "mean_ms"),
+                                   (FUSED_OFF, 1.15, "p50_ms"),
+                                   ("SNN reference T=4", 4.5, "p50_ms")):
+            if label in labels:
+                ratio = by_label(rows, label)[stat] / ann[stat]
+                out.append((f"{label} <= {limit}x ANN ({name}, {stat[:-3]})", f"{ratio:.2f}x",
+                            ratio <= limit))
         rate = next((r for r in rows if r["coding"] == "rate"), None)
-        for label in ("SNN reference T=4", "SNN fused T=4") if rate else ():
+        for label in ("SNN reference T=4", FUSED) if rate else ():
             speedup = rate["p50_ms"] / by_label(rows, label)["p50_ms"]
             out.append((f"{label} >= 30x faster than {rate['label']} ({name})",
                         f"{speedup:.1f}x", speedup >= 30))
@@ -201,8 +213,9 @@ def _latency_section(results: dict, pngs: dict[str, str]) -> list[str]:
         parts.append("Rate coding is left out at 640x640: its time loop runs T steps, minutes "
                      "per frame there; its ratio to SUHD is measured on the default model.")
     parts.append("Spike statistics cost the fused engine the difference between its "
-                 "\"statistics on\" (as the node runs it) and \"statistics off\" "
-                 "(`set_statistics(net, False)`, no energy report) rows.")
+                 "\"statistics\" rows: counted on every frame, on one frame in 10 (the node's "
+                 "default `energy_every_n`; its p50 is an uncounted frame, its mean carries the "
+                 "counted ones) and off (`statistics=False`, no energy report).")
     return parts
 
 
@@ -229,36 +242,45 @@ def _peer_section(results: dict, pngs: dict[str, str]) -> list[str]:
 def _with_latency(results: dict) -> list[dict]:
     """The test-split ANN and STDI T=4 rows with section 1's p50 as their time per frame."""
     timing = {r["engine"]: r["p50_ms"] for r in results.get("latency_default", [])
-              if r["coding"] == "stdi" and r["statistics"]}
+              if r["coding"] == "stdi" and r["statistics"] and r["count_every"] == 1}
     return [{**r, "ms_per_image": timing.get(r["engine"], float("nan"))}
             for r in results["accuracy_test"][:2]]
 
 
+def _node_rows(node: dict) -> list[tuple[str, str]]:
+    return [
+        ("camera", f"{node['width']}x{node['height']} at {node['camera_hz']:g} Hz, "
+                   f"{node['published'] / node['duration_s']:.1f} Hz delivered"),
+        ("window", f"{node['duration_s']:g} s, {node['published']} frames published"),
+        ("processed", f"{node['processed']} frames, {node['fps']:.1f} fps"),
+        ("drop rate", f"{100 * node['drop_rate']:.1f} % (node's own count: "
+                      f"{node['node_dropped']} dropped of {node['node_received']} received)"),
+        ("latency stamp -> detections received", f"p50 {node['latency_p50_ms']:.1f} ms, "
+                                                  f"p95 {node['latency_p95_ms']:.1f} ms"),
+        ("inference (node's /diagnostics)", f"{node['inference_ms']:.1f} ms"),
+        ("node overhead (latency p50 - inference)", f"{node['overhead_p50_ms']:.1f} ms"),
+        ("node RSS", f"{node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB "
+                     f"({100 * node['rss_growth']:+.1f} %)"),
+    ]
+
+
 def _node_section(results: dict, pngs: dict[str, str]) -> list[str]:
     parts = ["## 3. The node end to end"]
-    node = results.get("node")
-    if not node:
+    runs = [(f"Fast DDS profile `{node['fastdds_profile']}` (as launched)"
+             if node["fastdds_profile"] else "Fast DDS defaults", node)
+            for node in (results.get("node"), results.get("node_default_dds")) if node]
+    if not runs:
         return [*parts, "Not run."]
-    rows = [
-        ["camera", f"{node['width']}x{node['height']} at {node['camera_hz']:g} Hz, "
-                   f"{node['published'] / node['duration_s']:.1f} Hz delivered"],
-        ["window", f"{node['duration_s']:g} s, {node['published']} frames published"],
-        ["processed", f"{node['processed']} frames, {node['fps']:.1f} fps"],
-        ["drop rate", f"{100 * node['drop_rate']:.1f} % (node's own count: "
-                      f"{node['node_dropped']} dropped of {node['node_received']} received)"],
-        ["latency stamp -> detections received", f"p50 {node['latency_p50_ms']:.1f} ms, "
-                                                  f"p95 {node['latency_p95_ms']:.1f} ms"],
-        ["inference (node's /diagnostics)", f"{node['inference_ms']:.1f} ms"],
-        ["node overhead (latency p50 - inference)", f"{node['overhead_p50_ms']:.1f} ms"],
-        ["node RSS", f"{node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB "
-                     f"({100 * node['rss_growth']:+.1f} %)"],
-    ]
+    columns = [_node_rows(node) for _, node in runs]
+    rows = [[figure, *(column[i][1] for column in columns)]
+            for i, (figure, _) in enumerate(columns[0])]
     return [
         *parts,
-        "`suhd_camera`, `suhd_detector` (the model above, fused engine, autostart) and the "
-        "benchmark's monitor in three processes over Fast DDS on localhost. The monitor reads "
-        "the camera's ground-truth message (same header as the image) to know which frames "
-        "were published, and the detections; it never subscribes to the images. The overhead "
-        "includes waiting for the worker when a frame arrives while the previous one is still "
-        "being inferred.",
-        _table(["figure", "value"], rows), pngs.get("node_rss", "")]
+        "`suhd_camera`, `suhd_detector` (the model above, fused engine, autostart, config "
+        "defaults: spikes counted on one frame in 10) and the benchmark's monitor in three "
+        "processes over Fast DDS on localhost. The camera replays 60 scenes drawn at its start "
+        "(a camera driver's cost, not our scene generator's). The monitor reads the camera's "
+        "ground-truth message (same header as the image) to know which frames were published, "
+        "and the detections; it never subscribes to the images. The overhead includes waiting "
+        "for the worker when a frame arrives while the previous one is still being inferred.",
+        _table(["figure", *(title for title, _ in runs)], rows), pngs.get("node_rss", "")]

@@ -4,7 +4,8 @@
    coding at the T that matches SUHD's accuracy, for the default model and a YOLOv5s at 640;
 2. SpikingJelly's ann2snn on the same ANN: mAP vs T and time per frame (skipped, with a note,
    where spikingjelly is not installed: `make bench` installs requirements/bench.txt);
-3. the node end to end: camera, detector node and a monitor in three processes.
+3. the node end to end: camera, detector node and a monitor in three processes, with the
+   package's Fast DDS profile (as launched) and with Fast DDS's defaults.
 
     make bench                                           # everything, about an hour on 2 cores
     python benchmarks/run_all.py --model my.safetensors --quick
@@ -80,8 +81,9 @@ def variants(model: str, rate_T: int | None) -> list[latency.Variant]:
     which on the 640x640 network takes minutes per frame, so that row is left to the default
     model)."""
     V = latency.Variant
-    rows = [V("ANN", model, "ann"), V("SNN fused T=4", model),
-            V("SNN fused T=4, statistics off", model, statistics=False),
+    rows = [V("ANN", model, "ann"), V(report.FUSED, model),
+            V(report.FUSED_SAMPLED, model, count_every=10),
+            V(report.FUSED_OFF, model, statistics=False),
             V("SNN reference T=4", model, "reference")]
     if rate_T is not None:
         rows.append(V(f"rate coding T={rate_T} (reference)", model, "reference", "rate", rate_T))
@@ -148,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         if "node" not in args.skip:
             import node_e2e
 
-            print("node end to end:")
-            results["node"] = node_e2e.run(model, s["node_duration"], args.threads,
-                                           REPO / "build" / "bench_logs")
+            logs = REPO / "build" / "bench_logs"
+            print("node end to end (the package's Fast DDS profile, as the launch file sets):")
+            results["node"] = node_e2e.run(model, s["node_duration"], args.threads, logs)
+            print("node end to end (Fast DDS's default transports):")
+            results["node_default_dds"] = node_e2e.run(
+                model, s["node_duration"], args.threads, logs / "default_dds", profile=None)
     folder = args.out.parent / args.out.stem
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1, default=str))

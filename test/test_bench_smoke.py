@@ -20,10 +20,11 @@ from tiny_model import make_snn_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import node_e2e
+import report
 import run_all
 
 HAS_SPIKINGJELLY = importlib.util.find_spec("spikingjelly") is not None
-LABELS = ("ANN", "SNN fused T=4", "SNN fused T=4, statistics off", "SNN reference T=4")
+LABELS = ("ANN", report.FUSED, report.FUSED_SAMPLED, report.FUSED_OFF, "SNN reference T=4")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,8 @@ def test_latency_rows_are_consistent_with_the_measured_frames(run: tuple) -> Non
         assert r["peak_rss_mb"] >= r["baseline_rss_mb"] > 0
         cells = _row(page, label, after="### Default model")
         assert float(cells[4]) == pytest.approx(r["p50_ms"] / rows["ANN"]["p50_ms"], abs=0.006)
-    assert rows["SNN fused T=4"]["coding"] == "stdi"
+    assert rows[report.FUSED]["coding"] == "stdi"
+    assert rows[report.FUSED_SAMPLED]["count_every"] == 10
     assert rows[rate_label]["coding"] == "rate" and rows[rate_label]["engine"] == "reference"
 
 
@@ -88,10 +90,13 @@ def test_rate_T_is_the_smallest_power_of_two_that_matches_STDI(run: tuple) -> No
 def test_targets_quote_the_ratios_of_the_latency_table(run: tuple) -> None:
     page, results, _ = run
     rows = {r["label"]: r for r in results["latency_default"]}
-    fused = rows["SNN fused T=4"]["p50_ms"] / rows["ANN"]["p50_ms"]
-    cells = _row(page, "SNN fused T=4 <= 1.15x ANN (default model)")
+    fused = rows[report.FUSED]["p50_ms"] / rows["ANN"]["p50_ms"]
+    cells = _row(page, f"{report.FUSED} <= 1.15x ANN (default model, p50)")
     assert cells[1] == f"{fused:.2f}x"
     assert cells[2] == ("yes" if fused <= 1.15 else "**no**")
+    sampled = rows[report.FUSED_SAMPLED]["mean_ms"] / rows["ANN"]["mean_ms"]
+    assert _row(page, f"{report.FUSED_SAMPLED} <= 1.15x ANN (default model, mean)")[1] \
+        == f"{sampled:.2f}x"
 
 
 @pytest.mark.skipif(not HAS_SPIKINGJELLY, reason="spikingjelly not installed (make bench)")
@@ -145,3 +150,16 @@ def test_node_summary_counts_frames_latency_and_memory() -> None:
     assert s["latency_p50_ms"] == pytest.approx(45.0)
     assert s["overhead_p50_ms"] == pytest.approx(45.0 - 22.0)
     assert s["rss_growth"] == pytest.approx(0.05)
+
+
+def test_node_section_puts_the_two_transports_side_by_side() -> None:
+    seen = node_e2e.Observed(published={1, 2, 3, 4}, latency_ms={1: 40.0, 2: 44.0},
+                             inference_ms=[30.0], rss_mb=[(0.0, 300.0), (1.0, 300.0)])
+    launched = {**node_e2e.summarise(seen, 2.0, 30.0, (640, 480)),
+                "fastdds_profile": "fastdds_large_images.xml"}
+    default = {**launched, "fps": 0.5, "fastdds_profile": None}
+    page = "\n\n".join(report._node_section({"node": launched, "node_default_dds": default}, {}))
+    header = _row(page, "figure")
+    assert header[1:] == ["Fast DDS profile `fastdds_large_images.xml` (as launched)",
+                          "Fast DDS defaults"]
+    assert _row(page, "processed")[1:] == ["2 frames, 1.0 fps", "2 frames, 0.5 fps"]
