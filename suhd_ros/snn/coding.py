@@ -52,8 +52,12 @@ class SpikeCoding:
         tau = torch.tensor(self.tau, dtype=x.dtype, device=x.device)
         return tau.view(self.T, *([1] * (x.dim() - 1)))
 
-    def decode(self, x: Tensor) -> Tensor:
-        """sum_t tau(t) * x[t]: turns a train [T, ...] into the value it carries [...]."""
+    def decode(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """sum_t tau(t) * x[t]: turns a train [T, ...] into the value it carries [...].
+
+        inplace weighs x itself (a scratch tensor of the caller's) instead of a copy.
+        """
         if x.shape[0] != self.T:
             raise ValueError(f"expected a train with T={self.T} steps first, got {tuple(x.shape)}")
-        return (self.tau_like(x) * x).sum(dim=0)
+        weighted = x.mul_(self.tau_like(x)) if inplace else self.tau_like(x) * x
+        return weighted.sum(dim=0)

@@ -64,8 +64,8 @@ def integrate(conv: nn.Conv2d, x: Tensor, coding: SpikeCoding, engine: Engine) -
     _expect_dims(x, 5, engine)
     y = F.conv2d(x.flatten(0, 1), conv.weight, None, conv.stride, conv.padding, conv.dilation,
                  conv.groups)
-    V = coding.decode(y.unflatten(0, x.shape[:2]))
-    return V if conv.bias is None else V + conv.bias.view(-1, 1, 1)
+    V = coding.decode(y.unflatten(0, x.shape[:2]), inplace=True)
+    return V if conv.bias is None else V.add_(conv.bias.view(-1, 1, 1))
 
 
 def _expect_dims(x: Tensor, dims: int, engine: Engine) -> None:
@@ -113,7 +113,7 @@ class SpikeProducer(SpikingLayer):
         """reference engine: spikes [T, N, C, H, W] -> the train theta * s(t)."""
         if self.record_statistics:
             self._record(spikes.flatten(2).sum(dim=-1).T.round().long())
-        return self.theta * spikes
+        return spikes.mul_(self.theta)
 
     def _emit_levels(self, n: Tensor) -> Tensor:
         """fused engine: levels [N, C, H, W] (overwritten) -> the decoded value theta * n."""

@@ -29,10 +29,6 @@ def theta_tensor(theta: float | Tensor) -> Tensor:
     return theta.view(-1, 1, 1) if theta.dim() == 1 else theta
 
 
-def _start(coding: SpikeCoding) -> float:
-    return 0.5 if coding.half_start else 0.0
-
-
 def quantise(V: Tensor, theta: float | Tensor, coding: SpikeCoding,
              inplace: bool = False) -> Tensor:
     """The level a neuron sends: clip(floor(V / theta), 0, L) (round with half_start).
@@ -89,7 +85,10 @@ class SpikingNeuron(nn.Module):
     def charge(self, V: Tensor) -> None:
         """Accumulation phase: add the integrated input current V (absolute units)."""
         u = V / self.theta
-        self.u = u + _start(self.coding) if self.u is None else self.u + u
+        if self.u is not None:
+            self.u = self.u + u
+        else:
+            self.u = u.add_(0.5) if self.coding.half_start else u
 
     def fire(self, t: int) -> Tensor:
         """Firing phase, step t (0-based): burst spikes at threshold tau(t) theta, then reset."""
@@ -101,11 +100,19 @@ class SpikingNeuron(nn.Module):
     def forward(self, V: Tensor) -> Tensor:
         """Charge with V, fire all T steps; returns spikes [T, *V.shape] (counts 0..f_c).
 
-        The residual membrane stays in `u` until the next reset.
+        The same arithmetic as `fire` step by step, written in place into one output tensor
+        (the reference engine spends most of its time in these passes). The residual membrane
+        stays in `u` until the next reset.
         """
         self.reset()
         self.charge(V)
-        return torch.stack([self.fire(t) for t in range(self.coding.T)])
+        u = self.u.detach()  # spikes are piecewise constant in V: no gradient flows anyway
+        spikes = u.new_empty((self.coding.T, *u.shape))
+        for s, tau_t in zip(spikes, self.coding.tau, strict=True):
+            torch.div(u, tau_t, out=s).floor_().clamp_(0, self.coding.f_c)
+            u.sub_(s, alpha=tau_t)  # s * tau_t is exact: the same as u - s * tau_t
+        self.u = u
+        return spikes
 
     def level(self, V: Tensor) -> Tensor:
         """What `forward` sends, as a level n = sum_t tau(t) s(t), without the time loop."""
