@@ -92,6 +92,8 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
             speedup = rate["p50_ms"] / by_label(rows, label)["p50_ms"]
             out.append((f"{label} >= 30x faster than {rate['label']} ({name})",
                         f"{speedup:.1f}x", speedup >= 30))
+    if results.get("backends"):
+        out.append(_backend_target(results["backends"]))
     node = results.get("node")
     if node:
         out.append(("node overhead <= 10 ms at p50", f"{node['overhead_p50_ms']:.1f} ms",
@@ -179,6 +181,7 @@ def markdown(results: dict, doc: Path, plots: list[Path]) -> str:
     parts += _latency_section(results, pngs)
     parts += _peer_section(results, pngs)
     parts += _node_section(results, pngs)
+    parts += _backend_section(results)
     return "\n\n".join(parts) + "\n"
 
 
@@ -284,3 +287,45 @@ def _node_section(results: dict, pngs: dict[str, str]) -> list[str]:
         "and the detections; it never subscribes to the images. The overhead includes waiting "
         "for the worker when a frame arrives while the previous one is still being inferred.",
         _table(["figure", *(title for title, _ in runs)], rows), pngs.get("node_rss", "")]
+
+
+def _identical(row: dict) -> bool:
+    return row["same_detections"] == row["same_spike_counts"] == row["scenes"]
+
+
+def _backend_target(rows: list[dict]) -> tuple[str, str, bool]:
+    """The fastest other backend against eager: adopt only at >= 1.3x and identical results."""
+    eager = next(r for r in rows if r["backend"] == "eager")
+    best = min((r for r in rows if r["backend"] != "eager"), key=lambda r: r["snn_p50_ms"])
+    speedup = eager["snn_p50_ms"] / best["snn_p50_ms"]
+    same = "identical" if _identical(best) else (
+        f"not identical: {best['same_detections']}/{best['scenes']} scenes same detections, "
+        f"{best['same_spike_counts']}/{best['scenes']} same spike counts")
+    return ("a faster backend: >= 1.3x the fused engine with identical detections and spikes",
+            f"{best['backend']} {speedup:.2f}x, {same}", speedup >= 1.3 and _identical(best))
+
+
+def _backend_section(results: dict) -> list[str]:
+    parts = ["## 4. Faster backends for the fused engine"]
+    rows = results.get("backends")
+    if not rows:
+        return [*parts, "Not run."]
+    eager = next(r for r in rows if r["backend"] == "eager")
+    return [
+        *parts,
+        "`benchmarks/backends.py`: each backend gets its own ANN and SNN (fused, T = 4, "
+        "statistics off for timing) Detector in one process, timed in alternating rounds on "
+        "one frame; then every test scene goes through each SNN backend with spikes counted "
+        "and is compared with eager PyTorch. \"first call\" is the time to the first results "
+        "(torch.compile compiles then). A backend is adopted only if it is at least 1.3x faster "
+        "with identical detections and spike counts: the STDI neuron floors its membrane, so a "
+        "convolution that sums in another order can move a neuron across a threshold.",
+        _table(["backend", "ANN p50 ms", "SNN p50 ms", "SNN x eager", "first call s",
+                "scenes with eager's detections", "scenes with eager's spike counts",
+                "largest spike difference (of spikes per frame)"],
+               [[r["backend"], _f(r["ann_p50_ms"]), _f(r["snn_p50_ms"]),
+                 _f(eager["snn_p50_ms"] / r["snn_p50_ms"], 2), _f(r["first_call_s"]),
+                 f"{r['same_detections']}/{r['scenes']}",
+                 f"{r['same_spike_counts']}/{r['scenes']}",
+                 f"{r['max_spike_diff']:.0f} (of {r['spikes_per_frame']:.3g})"] for r in rows]),
+    ]

@@ -5,7 +5,8 @@
 2. SpikingJelly's ann2snn on the same ANN: mAP vs T and time per frame (skipped, with a note,
    where spikingjelly is not installed: `make bench` installs requirements/bench.txt);
 3. the node end to end: camera, detector node and a monitor in three processes, with the
-   package's Fast DDS profile (as launched) and with Fast DDS's defaults.
+   package's Fast DDS profile (as launched) and with Fast DDS's defaults;
+4. faster backends for the fused engine (channels_last, torch.compile) against eager.
 
     make bench                                           # everything, about an hour on 2 cores
     python benchmarks/run_all.py --model my.safetensors --quick
@@ -36,11 +37,11 @@ from suhd_ros.yolo.model import YOLOv5
 from suhd_ros.yolo.model_file import load_model_file, model_metadata, save_model_file
 
 REPO = Path(__file__).resolve().parent.parent
-SECTIONS = ("latency", "big", "peer", "node")
+SECTIONS = ("latency", "big", "peer", "node", "backends")
 QUICK = {"images": 20, "val_images": 20, "rounds": 2, "frames": 3, "big_frames": 1,
-         "peer_T": [4, 16, 64], "node_duration": 15.0}
+         "peer_T": [4, 16, 64], "node_duration": 15.0, "backend_scenes": 5}
 FULL = {"images": 100, "val_images": 100, "rounds": 5, "frames": 10, "big_frames": 2,
-        "peer_T": [4, 16, 64, 256], "node_duration": 60.0}
+        "peer_T": [4, 16, 64, 256], "node_duration": 60.0, "backend_scenes": 50}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="training-split scenes that calibrate SpikingJelly's conversion")
     p.add_argument("--peer-T", type=int, nargs="+", help="SpikingJelly's T values")
     p.add_argument("--node-duration", type=float, help="seconds of the node run (60; quick 15)")
+    p.add_argument("--backend-scenes", type=int,
+                   help="test scenes compared across backends (50; quick 5)")
     return p
 
 
@@ -147,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             big = big_model(Path(tmp), args.big_size, args.big_img, args.big_calibration)
             results["latency_big"] = latency.measure(
                 variants(big, None), s["rounds"], s["big_frames"], args.threads)
+        if "backends" not in args.skip:
+            import backends
+
+            print("faster backends for the fused engine:")
+            scenes = benchmark_scenes(s["backend_scenes"], probe.input_size)
+            results["backends"] = backends.measure(model, [sc.image for sc in scenes],
+                                                   s["rounds"], s["frames"])
         if "node" not in args.skip:
             import node_e2e
 

@@ -34,7 +34,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, Path]:
     out = folder / "benchmarks.md"
     argv = ["--model", str(model), "--quick", "--images", "4", "--val-images", "4",
             "--rounds", "1", "--frames", "1", "--peer-T", "1", "2", "--calibration-images", "2",
-            "--threads", "1", "--skip", "big", "node", "--out", str(out)]
+            "--threads", "1", "--skip", "big", "node", "backends", "--out", str(out)]
     assert run_all.main(argv) == 0
     torch.set_num_threads(1)
     return out.read_text(), json.loads((folder / "benchmarks" / "results.json").read_text()), \
@@ -163,3 +163,25 @@ def test_node_section_puts_the_two_transports_side_by_side() -> None:
     assert header[1:] == ["Fast DDS profile `fastdds_large_images.xml` (as launched)",
                           "Fast DDS defaults"]
     assert _row(page, "processed")[1:] == ["2 frames, 1.0 fps", "2 frames, 0.5 fps"]
+
+
+def test_backends_compare_detections_and_spikes_with_eager(tmp_path: Path) -> None:
+    """channels_last only (torch.compile would take minutes here); eager against itself is
+    identical by construction, so the counts of the table can be checked."""
+    import backends
+
+    from suhd_ros.data.scenes import generate_scene
+
+    model = make_snn_file(tmp_path)
+    scenes = [generate_scene(k, 96, 64).image for k in range(3)]
+    rows = backends.measure(str(model), scenes, rounds=1, frames=1,
+                            backends=("eager", "channels_last"), progress=lambda _: None)
+    torch.set_num_threads(1)
+    eager, last = rows
+    assert (eager["backend"], last["backend"]) == ("eager", "channels_last")
+    assert eager["same_detections"] == eager["same_spike_counts"] == 3
+    assert eager["max_spike_diff"] == 0 and eager["spikes_per_frame"] > 0
+    assert 0 <= last["same_detections"] <= 3 and last["snn_p50_ms"] > 0
+    page = "\n\n".join(report._backend_section({"backends": rows}))
+    assert _row(page, "eager")[5:7] == ["3/3", "3/3"]
+    assert report._backend_target(rows)[0].startswith("a faster backend")
