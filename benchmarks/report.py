@@ -316,7 +316,9 @@ def _backend_section(results: dict) -> list[str]:
         "`benchmarks/backends.py`: each backend gets its own ANN and SNN (fused, T = 4, "
         "statistics off for timing) Detector in one process, timed in alternating rounds on "
         "one frame; then every test scene goes through each SNN backend with spikes counted "
-        "and is compared with eager PyTorch. \"first call\" is the time to the first results "
+        "and is compared with eager PyTorch (same classes in the same order, boxes within "
+        "0.01 px, scores within 1e-4; spike counts exactly). \"first call\" is the time to "
+        "the first results "
         "(torch.compile compiles then). A backend is adopted only if it is at least 1.3x faster "
         "with identical detections and spike counts: the STDI neuron floors its membrane, so a "
         "convolution that sums in another order can move a neuron across a threshold.",
