@@ -68,8 +68,12 @@ def main() -> None:
     settings, trials = choose(ann_path, calib, val)
     print(f"chosen: {settings}")
     convert(ann_path, calib, ROOT / "models" / DEFAULT_MODEL, settings, progress=False)
-    (RUN / "conversion_choice.json").write_text(json.dumps(
+    results = ROOT / "docs" / "results"
+    (results / "conversion_choice.json").write_text(json.dumps(
         {"ann_val": ann_val, "chosen": settings.__dict__, "trials": trials}, indent=1))
+    history = {f"stage_{i}": json.loads((Path(stage[1]) / "results.json").read_text())
+               for i, stage in enumerate(STAGES, start=1)}
+    (results / "training_history.json").write_text(json.dumps(history, indent=1))
 
 
 if __name__ == "__main__":
