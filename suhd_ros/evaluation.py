@@ -60,6 +60,7 @@ def evaluate(detector: Detector, scenes: Sequence[Scene], batch_size: int = 8,
     gt = [(s.boxes_xyxy, s.class_ids, s.image.shape[1], s.image.shape[0]) for s in scenes]
     metrics = evaluate_detections(gt, detections, len(detector.names), detector.names)
     row = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
+           **{f"map50_{size}": value for size, value in metrics["map50_by_size"].items()},
            "ms_per_image": 1e3 * seconds / max(len(scenes), 1)}
     if energies:
         for key in energies[0]:
@@ -95,4 +96,15 @@ def markdown_table(rows: Sequence[dict]) -> str:
         e_ann = f"{r['energy_ann_j'] * 1e3:.3f} mJ" if "energy_ann_j" in r else "-"
         lines.append(f"| {r['label']} | {r['map50']:.4f} | {ratio50:.3f} | {r['map50_95']:.4f} "
                      f"| {ratio95:.3f} | {spikes} | {sops} | {e_snn} | {e_ann} |")
+    return "\n".join(lines)
+
+
+def size_table(rows: Sequence[dict], labels: Sequence[str] = ("ANN", "STDI T=4 f_c=4")) -> str:
+    """mAP@0.5 by COCO object size (small < 32^2 px, large > 96^2 px) for the named rows."""
+    lines = ["| model | small | medium | large |", "|---|---|---|---|"]
+    for r in rows:
+        if r["label"] in labels:
+            lines.append(f"| {r['label']} | " + " | ".join(
+                f"{r.get(f'map50_{size}', float('nan')):.4f}"
+                for size in ("small", "medium", "large")) + " |")
     return "\n".join(lines)

@@ -95,6 +95,16 @@ def test_false_positive_ranked_first_halves_precision_and_a_missed_class_scores_
     assert result["map50_95"] == pytest.approx((0.5 + 0.0) / 2)
 
 
+def test_map_by_size_splits_at_coco_areas():
+    small, large = [10.0, 10.0, 30.0, 30.0], [50.0, 50.0, 160.0, 160.0]  # 20^2 and 110^2 px
+    gt = [(np.array([small, large]), np.array([0, 0]), 200, 200)]
+    dets = [(np.array([large, [100.0, 10.0, 120.0, 30.0]]), np.array([0.9, 0.8]),
+             np.array([0, 0]))]  # the large one found, the small one missed by a small box
+    sizes = evaluate_detections(gt, dets)["map50_by_size"]
+    assert sizes["large"] == pytest.approx(1.0) and sizes["small"] == pytest.approx(0.0)
+    assert np.isnan(sizes["medium"])  # no medium ground truth
+
+
 def test_mismatched_image_counts_are_refused():
     with pytest.raises(ValueError):
         evaluate_detections([(np.zeros((0, 4)), np.zeros(0, int), 10, 10)], [])

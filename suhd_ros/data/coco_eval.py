@@ -78,9 +78,10 @@ def evaluate_detections(
 ) -> dict:
     """COCO mAP of `dets` against `gt` (the same images in the same order).
 
-    Returns `{"map50", "map50_95", "per_class": {name: {"map50", "map50_95", "instances"}}}`;
-    `per_class` lists the classes that have ground truth (COCO leaves the others undefined and
-    out of the means). NaN when no class has any ground truth.
+    Returns `{"map50", "map50_95", "map50_by_size", "per_class": {name: {"map50", "map50_95",
+    "instances"}}}`; `map50_by_size` is mAP@0.5 over COCO's small (< 32^2 px), medium and large
+    (> 96^2 px) objects. `per_class` lists the classes that have ground truth (COCO leaves the
+    others undefined and out of the means). NaN when no class has any ground truth.
     """
     if len(gt) != len(dets):
         raise ValueError(f"{len(gt)} ground-truth images but {len(dets)} detection images")
@@ -91,7 +92,8 @@ def evaluate_detections(
     evaluator.evaluate()
     evaluator.accumulate()
     # precision: [iou thresholds, recall thresholds, classes, area ranges, max dets]
-    precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]
+    by_area = np.asarray(evaluator.eval["precision"])[..., -1]
+    precision = by_area[..., 0]  # area range "all"
     iou_50 = int(np.flatnonzero(np.isclose(evaluator.params.iouThrs, 0.5))[0])
     instances = np.zeros(nc, np.int64)
     for _, class_ids, _, _ in gt:
@@ -109,5 +111,7 @@ def evaluate_detections(
     return {
         "map50": _mean_valid(precision[iou_50]),
         "map50_95": _mean_valid(precision),
+        "map50_by_size": {size: _mean_valid(by_area[iou_50, :, :, area])
+                          for area, size in enumerate(("small", "medium", "large"), start=1)},
         "per_class": per_class,
     }

@@ -21,6 +21,7 @@ from suhd_ros.evaluation import (
     benchmark_scenes,
     default_sweep,
     markdown_table,
+    size_table,
     sweep,
 )
 
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Conversion results: {probe.model_path.name}\n\n"
         f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
         f"{size[1]}x{size[0]} px. Regenerate with `suhd-eval --images {args.images}`.\n\n"
-        f"{table}\n")
+        f"{table}\n\nmAP@0.5 by object size (COCO areas: small < 32x32 px, large > 96x96 px):"
+        f"\n\n{size_table(rows)}\n")
     plot(rows, args.out)
     print(table)
     return 0
