@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from suhd_ros.tools.dds_check import PROFILE_VARIABLES
+
 NAMESPACE = "/suhd_bench"
 REPO = Path(__file__).resolve().parent.parent
 INFERENCE_KEY = "inference per frame [ms]"
 SETTLE_S = 2.0  # after the first detection, before the window opens
 PROFILE = REPO / "config" / "fastdds_large_images.xml"
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 REPLAY_SCENES = 60
 
 

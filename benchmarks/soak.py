@@ -26,6 +26,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from node_e2e import PROFILE
+
+from suhd_ros.tools.dds_check import PROFILE_VARIABLES
+
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "/soak"
 SECTION = "## Soak"
@@ -190,7 +194,8 @@ def markdown(args: argparse.Namespace, model: str, samples: list[Sample],
         f"`benchmarks/soak.py --minutes {args.minutes:g}` on {time.strftime('%Y-%m-%d')}: "
         f"suhd_camera {args.width}x{args.height} at {args.rate:g} Hz, suhd_detector "
         f"engine {args.engine} on {args.device}, model `{Path(model).name}`, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs; sampled every {args.interval:g} s.", "",
+        f"{platform.machine()}, {os.cpu_count()} CPUs; sampled every {args.interval:g} s; "
+        f"Fast DDS profile: `{Path(os.environ.get(PROFILE_VARIABLES[0], 'none')).name}`.", "",
         *[f"- {line}" for line in lines], "", *table, ""])
 
 
@@ -266,6 +271,8 @@ def main() -> int:
     args = parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 101)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    for name in PROFILE_VARIABLES:  # as the launch file does: 640x480 frames need it
+        os.environ.setdefault(name, str(PROFILE))
     with tempfile.TemporaryDirectory(prefix="suhd_soak_") as workdir:
         return run(args, Path(workdir))
 
