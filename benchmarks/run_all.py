@@ -26,6 +26,7 @@ from pathlib import Path
 import accuracy
 import latency
 import report
+import soak
 import torch
 
 from suhd_ros.conversion import ConversionSettings, convert
@@ -169,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.out.parent / args.out.stem
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    soak_section = soak.read_section(args.out)  # measured separately: kept
     args.out.write_text(report.markdown(results, args.out, report.plot(results, folder)))
+    if soak_section:
+        soak.write_section(args.out, soak_section)
     print(f"wrote {args.out} and {folder}/")
     return 0
 

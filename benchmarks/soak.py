@@ -199,14 +199,30 @@ def markdown(args: argparse.Namespace, model: str, samples: list[Sample],
         *[f"- {line}" for line in lines], "", *table, ""])
 
 
+def _section_span(lines: list[str]) -> tuple[int, int] | None:
+    """Line range of the "## Soak" section: its heading up to the next "## " heading."""
+    if SECTION not in lines:
+        return None
+    start = lines.index(SECTION)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+               len(lines))
+    return start, end
+
+
+def read_section(path: Path) -> str | None:
+    """The file's "## Soak" section, if it has one (run_all.py keeps it when it rewrites)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    span = _section_span(lines)
+    return "\n".join(lines[span[0]:span[1]]) + "\n" if span else None
+
+
 def write_section(path: Path, section: str) -> None:
     """Replace the file's "## Soak" section (up to the next "## " heading), or append it."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = text.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
+    span = _section_span(lines)
+    if span:
+        start, end = span
         lines[start:end] = section.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
     else:
         lines += ["", *section.rstrip("\n").splitlines()]

@@ -32,6 +32,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict, Path]:
     folder = tmp_path_factory.mktemp("bench")
     model = make_snn_file(folder)
     out = folder / "benchmarks.md"
+    out.write_text("# Benchmarks\n\nan older run\n\n## Soak\n\nsoak figures 1234\n")
     argv = ["--model", str(model), "--quick", "--images", "4", "--val-images", "4",
             "--rounds", "1", "--frames", "1", "--peer-T", "1", "2", "--calibration-images", "2",
             "--threads", "1", "--skip", "big", "node", "backends", "--out", str(out)]
@@ -52,6 +53,8 @@ def _row(page: str, label: str, after: str = "") -> list[str]:
 
 def test_page_has_every_section_and_the_machine(run: tuple) -> None:
     page, results, _ = run
+    assert "an older run" not in page  # rewritten, but the soak section (measured apart) kept
+    assert page.count("## Soak") == 1 and "soak figures 1234" in page
     for heading in ("## Targets", "## 1. Latency", "### Default model", "## 2. The peer",
                     "## 3. The node end to end"):
         assert heading in page
