@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from suhd_ros.tools.dds_check import PROFILE_VARIABLES
+from suhd_ros.fastdds import PROFILE_VARIABLES, profile_path
 
 NAMESPACE = "/suhd_bench"
 REPO = Path(__file__).resolve().parent.parent
 INFERENCE_KEY = "inference per frame [ms]"
 SETTLE_S = 2.0  # after the first detection, before the window opens
-PROFILE = REPO / "config" / "fastdds_large_images.xml"
+PROFILE = profile_path()
 REPLAY_SCENES = 60
 
 

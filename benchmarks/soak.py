@@ -26,9 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from node_e2e import PROFILE
-
-from suhd_ros.tools.dds_check import PROFILE_VARIABLES
+from suhd_ros.fastdds import PROFILE_VARIABLES, use_package_profile
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "/soak"
@@ -287,8 +285,7 @@ def main() -> int:
     args = parse_args()
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 101)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    for name in PROFILE_VARIABLES:  # as the launch file does: 640x480 frames need it
-        os.environ.setdefault(name, str(PROFILE))
+    use_package_profile()  # as the launch file does: 640x480 frames need it
     with tempfile.TemporaryDirectory(prefix="suhd_soak_") as workdir:
         return run(args, Path(workdir))
 

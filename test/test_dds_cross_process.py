@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from suhd_ros.fastdds import PROFILE_VARIABLES, use_package_profile
 from suhd_ros.tools import dds_check
-
-from conftest import REPO
 
 
 def test_detection_array_crosses_processes_intact() -> None:
@@ -30,11 +30,20 @@ def test_sample_message_is_not_trivially_equal() -> None:
 def test_camera_frames_cross_processes_with_the_packaged_fastdds_profile() -> None:
     """640x480 best-effort frames: Fast DDS's defaults lose most of them (measured: 2 % when
     idle); the profile the launch file sets puts them through shared memory."""
-    profile = str(REPO / "config" / "fastdds_large_images.xml")
-    env = {**os.environ, **dict.fromkeys(dds_check.PROFILE_VARIABLES, profile)}
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+    profile = use_package_profile(env)
     result = subprocess.run(
         [sys.executable, "-m", "suhd_ros.tools.dds_check", "--images", "640x480",
          "--count", "60", "--hold", "20"],
         capture_output=True, text=True, timeout=90, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "of 60 640x480 rgb8 frames" in result.stdout and profile in result.stdout
+
+
+def test_a_profile_the_user_has_set_wins() -> None:
+    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}
+    assert use_package_profile(env) == "/etc/mine.xml"
+    assert env == dict.fromkeys(PROFILE_VARIABLES, "/etc/mine.xml")
+    fresh: dict[str, str] = {}
+    assert use_package_profile(fresh).endswith("config/fastdds_large_images.xml")
+    assert Path(fresh["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()

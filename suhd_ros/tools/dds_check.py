@@ -24,13 +24,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from suhd_ros.fastdds import PROFILE_VARIABLES
+
 TOPIC = "/suhd/dds_check"
 IMAGE_TOPIC = "/suhd/dds_check/image"
 QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 FRAMES_NEEDED = 0.9  # share of the frames that must arrive for the image check to pass
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 
 
 def image_qos(depth: int) -> QoSProfile:

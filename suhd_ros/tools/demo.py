@@ -32,6 +32,7 @@ from suhd_ros.camera_node import SuhdCameraNode
 from suhd_ros.data.coco_eval import evaluate_detections
 from suhd_ros.data.scenes import CLASS_NAMES
 from suhd_ros.detector_node import SuhdDetectorNode
+from suhd_ros.fastdds import use_package_profile
 from suhd_ros.paths import resolve_model_path
 from suhd_ros.ros_conversions import diagnostic_values, image_to_rgb, msg_to_detections, stamp_ns
 
@@ -184,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
               "project's training/conversion tools (see the README)", file=sys.stderr)
         return 1
     args.output.mkdir(parents=True, exist_ok=True)
+    use_package_profile()  # before the first participant: large frames go by shared memory
     rclpy.init()
     camera, detector, monitor = _nodes(args)
     executor = SingleThreadedExecutor()
