@@ -235,9 +235,10 @@ class SuhdDetectorNode(LifecycleNode):
         self._declare("device", "auto", "auto, cpu, cuda or cuda:N; CUDA missing -> CPU",
                       **reload)
         self._declare("engine", "fused", f"one of {list(ENGINES)}", **reload)
-        self._declare("timesteps", 4, "T, the SNN's timesteps", ints=(1, 64), **reload)
-        self._declare("compression", 4, "f_c, the burst cap of one timestep", ints=(1, 16),
-                      **reload)
+        self._declare("timesteps", 0, "T, the SNN's timesteps; 0 = the model file's",
+                      ints=(0, 64), **reload)
+        self._declare("compression", 0, "f_c, the burst cap of one timestep; 0 = the model "
+                      "file's", ints=(0, 16), **reload)
         self._declare("score_threshold", 0.25, "least score of a detection (live)",
                       floats=(0.0, 1.0))
         self._declare("iou_threshold", 0.45, "IoU above which NMS removes a box (live)",
