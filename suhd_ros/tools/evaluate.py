@@ -99,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     table = markdown_table(rows)
+    model_row = f"STDI T={probe.T} f_c={probe.f_c}"  # the model file's own setting
     (args.out / "conversion.md").write_text(
         f"# Conversion results: {probe.model_path.name}\n\n"
         f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
-        f"{size[1]}x{size[0]} px. Regenerate with `suhd-eval --images {args.images}`.\n\n"
-        f"{table}\n\nmAP@0.5 by object size (COCO areas: small < 32x32 px, large > 96x96 px):"
-        f"\n\n{size_table(rows)}\n")
+        f"{size[1]}x{size[0]} px. The model file's own setting is {model_row}. Regenerate "
+        f"with `suhd-eval --images {args.images}`.\n\n{table}\n\n"
+        "mAP@0.5 by object size (COCO areas: small < 32x32 px, large > 96x96 px):\n\n"
+        f"{size_table(rows, ('ANN', 'STDI T=4 f_c=4', model_row))}\n")
     plot(rows, args.out)
     print(table)
     return 0
