@@ -47,16 +47,15 @@ class Observed:
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (s since start, MB)
 
 
-def ros_environment(threads: int, profile: Path | None = None) -> dict[str, str]:
-    """A private DDS domain on localhost, logs in build/, the thread count for torch and the
-    Fast DDS profile (None: Fast DDS's defaults)."""
+def ros_environment(profile: Path | None = None) -> dict[str, str]:
+    """A private DDS domain on localhost, logs in build/ and the Fast DDS profile (None: Fast
+    DDS's defaults). The node picks its CPU threads itself (parameter `threads`)."""
     env = {key: value for key, value in os.environ.items() if key not in PROFILE_VARIABLES}
     return {**env,
             "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", str(random.randint(1, 101))),
             "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_LOG_DIR": str(REPO / "build" / "ros_log"),
             "ROS_HOME": str(REPO / "build" / "ros_home"),
-            "OMP_NUM_THREADS": str(threads),
             **(dict.fromkeys(PROFILE_VARIABLES, str(profile)) if profile else {})}
 
 
@@ -128,6 +127,8 @@ class Monitor:
                 self.seen.inference_ms.append(float(values[INFERENCE_KEY]))
             if "dropped frames" in values or "frames received" in values:
                 self.seen.node_counts.update(values)
+            if "CPU threads" in values:
+                self.seen.node_counts["CPU threads"] = values["CPU threads"]
 
     def spin_until(self, done: Callable[[], bool], timeout_s: float,
                    every_s: float = 1.0, every: Callable[[], None] | None = None) -> bool:
@@ -147,11 +148,11 @@ class Monitor:
         self.node.destroy_node()
 
 
-def run(model: str, duration_s: float, threads: int, log_dir: Path, rate_hz: float = 30.0,
+def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
         size: tuple[int, int] = (640, 480), profile: Path | None = PROFILE,
         progress: Callable[[str], None] = print) -> dict:
     """Run the three processes for `duration_s` of steady state; the figures as a dict."""
-    env = ros_environment(threads, profile)
+    env = ros_environment(profile)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
                                            "ROS_LOG_DIR", "ROS_HOME")})
     import rclpy
@@ -215,4 +216,5 @@ def summarise(seen: Observed, duration_s: float, rate_hz: float,
         "rss_mb": seen.rss_mb,
         "node_dropped": seen.node_counts.get("dropped frames", "?"),
         "node_received": seen.node_counts.get("frames received", "?"),
+        "node_threads": seen.node_counts.get("CPU threads", "?"),
     }

@@ -260,7 +260,8 @@ def _node_rows(node: dict) -> list[tuple[str, str]]:
                       f"{node['node_dropped']} dropped of {node['node_received']} received)"),
         ("latency stamp -> detections received", f"p50 {node['latency_p50_ms']:.1f} ms, "
                                                   f"p95 {node['latency_p95_ms']:.1f} ms"),
-        ("inference (node's /diagnostics)", f"{node['inference_ms']:.1f} ms"),
+        ("inference (node's /diagnostics)", f"{node['inference_ms']:.1f} ms, "
+                                             f"{node['node_threads']} CPU threads"),
         ("node overhead (latency p50 - inference)", f"{node['overhead_p50_ms']:.1f} ms"),
         ("node RSS", f"{node['rss_start_mb']:.0f} MB -> {node['rss_end_mb']:.0f} MB "
                      f"({100 * node['rss_growth']:+.1f} %)"),
@@ -280,7 +281,8 @@ def _node_section(results: dict, pngs: dict[str, str]) -> list[str]:
     return [
         *parts,
         "`suhd_camera`, `suhd_detector` (the model above, fused engine, autostart, config "
-        "defaults: spikes counted on one frame in 10) and the benchmark's monitor in three "
+        "defaults: spikes counted on one frame in 10, CPU threads all cores but one) and the "
+        "benchmark's monitor in three "
         "processes over Fast DDS on localhost. The camera replays 60 scenes drawn at its start "
         "(a camera driver's cost, not our scene generator's). The monitor reads the camera's "
         "ground-truth message (same header as the image) to know which frames were published, "

@@ -163,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
             logs = REPO / "build" / "bench_logs"
             print("node end to end (the package's Fast DDS profile, as the launch file sets):")
-            results["node"] = node_e2e.run(model, s["node_duration"], args.threads, logs)
+            results["node"] = node_e2e.run(model, s["node_duration"], logs)
             print("node end to end (Fast DDS's default transports):")
             results["node_default_dds"] = node_e2e.run(
-                model, s["node_duration"], args.threads, logs / "default_dds", profile=None)
+                model, s["node_duration"], logs / "default_dds", profile=None)
     folder = args.out.parent / args.out.stem
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1, default=str))

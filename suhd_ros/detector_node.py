@@ -13,6 +13,7 @@ reload should be, so `on_configure` re-reads them every time and a failure retur
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -176,6 +178,12 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
+def inference_threads() -> int:
+    """All cores but one: two torch threads on two cores, with the executor, DDS and a camera
+    beside them, ran inference 2.4x slower than one thread (docs/benchmarks.md)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def _si(value: float, unit: str) -> str:
     """A short engineering-notation figure for the overlay ("4.6 mJ"); ASCII only for OpenCV."""
     for factor, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
@@ -235,6 +243,9 @@ class SuhdDetectorNode(LifecycleNode):
         self._declare("device", "auto", "auto, cpu, cuda or cuda:N; CUDA missing -> CPU",
                       **reload)
         self._declare("engine", "fused", f"one of {list(ENGINES)}", **reload)
+        self._declare("threads", 0, "CPU threads of inference; 0 = all cores but one (at "
+                      "least 1), which the executor, DDS and the camera need", ints=(0, 256),
+                      **reload)
         self._declare("timesteps", 0, "T, the SNN's timesteps; 0 = the model file's",
                       ints=(0, 64), **reload)
         self._declare("compression", 0, "f_c, the burst cap of one timestep; 0 = the model "
@@ -376,6 +387,7 @@ class SuhdDetectorNode(LifecycleNode):
         self._release()
 
     def _load_detector(self) -> Detector:
+        torch.set_num_threads(self._param("threads") or inference_threads())
         with warnings.catch_warnings(record=True) as caught:  # e.g. "cuda missing: using CPU"
             warnings.simplefilter("always")
             detector = Detector(
@@ -651,7 +663,8 @@ class SuhdDetectorNode(LifecycleNode):
         if d is not None:
             values = {"device": str(d.device), "model path": str(d.model_path),
                       "engine": d.engine, "T": d.T, "f_c": d.f_c, "classes": len(d.names),
-                      "input size [px]": "x".join(map(str, d.input_size))}
+                      "input size [px]": "x".join(map(str, d.input_size)),
+                      "CPU threads": torch.get_num_threads()}
         values |= {"inference errors": self._errors, "last error": self._last_error,
                    "configure error": self._configure_error}
         if self._configure_error:

@@ -3,6 +3,7 @@ compressed input and several cameras (the peer still talks to it through DDS).""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from suhd_ros.data.scenes import generate_scene
 from suhd_ros.detector import Detector
-from suhd_ros.detector_node import SuhdDetectorNode, camera_keys
+from suhd_ros.detector_node import SuhdDetectorNode, camera_keys, inference_threads
 from suhd_ros.ros_conversions import msg_to_detections, rgb_to_image
 
 from ros_peer import Peer, stamped_header
@@ -254,6 +255,23 @@ def test_energy_is_counted_on_one_frame_in_n(make_node, model_path: Path) -> Non
         assert message == "not counted: energy_every_n is 0" and not values
     finally:
         peer.close()
+
+
+def test_inference_threads_follow_the_parameter(make_node, model_path: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        node = make_node("/threads", model_path, threads=3)
+        peer = Peer("threads_peer", node)
+        try:
+            values = peer.wait_status("device and model", lambda v: "CPU threads" in v,
+                                      node="/threads/")[2]
+            assert values["CPU threads"] == "3" and torch.get_num_threads() == 3
+        finally:
+            peer.close()
+        make_node("/threads_auto", model_path)  # 0: all cores but one
+        assert torch.get_num_threads() == inference_threads() == max(1, os.cpu_count() - 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_incompatible_publisher_qos_is_counted(make_node, model_path: Path) -> None:

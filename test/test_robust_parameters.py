@@ -52,6 +52,7 @@ DECLARED: dict[str, Spec] = {
     "model_path": Spec(Type.STRING),
     "device": Spec(Type.STRING),
     "engine": Spec(Type.STRING),
+    "threads": Spec(Type.INTEGER, (0, 256)),
     "timesteps": Spec(Type.INTEGER, (0, 64)),
     "compression": Spec(Type.INTEGER, (0, 16)),
     "score_threshold": Spec(Type.DOUBLE, (0.0, 1.0), read_only=False),
