@@ -113,7 +113,7 @@ class Monitor:
 
         for status in msg.status:
             node, _, concern = status.name.partition(": ")
-            if node == "suhd_detector":
+            if node == f"{NAMESPACE}/suhd_detector":  # the node's fully qualified name
                 self.values[concern] = diagnostic_values(status)
 
     def spin_for(self, seconds: float) -> None:
