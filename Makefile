@@ -21,7 +21,7 @@ clean:
 	rm -rf build install log .pytest_cache
 
 # Benchmarks (SNN vs ANN vs rate coding vs SpikingJelly, the node end to end) -> docs/benchmarks.md.
-# 23 minutes on 2 cores with ARGS="--images 50 --val-images 50" (as committed), longer with the
+# 18-23 minutes on 2 cores with ARGS="--images 50 --val-images 50" (as committed), longer with the
 # defaults (100 scenes each);
 # ARGS="--quick" for a short run, ARGS="--model my.safetensors" etc.
 .PHONY: bench
