@@ -116,19 +116,19 @@ def publish_images(count: int, size: tuple[int, int], rate_hz: float, wait_s: fl
     rclpy.try_shutdown()
 
 
-def receive_images(count: int, timeout_s: float) -> set[int]:
-    """The numbers of the frames that arrived, until all did or 1 s passed without one."""
+def receive_images(count: int, camera: subprocess.Popen, timeout_s: float) -> set[int]:
+    """The numbers of the frames that arrived, until all did, the camera process ended (it
+    does once it has sent them all) or timeout_s passed."""
     rclpy.init()
     node = Node("suhd_dds_check_receiver")
     arrived: set[int] = set()
-    last = [time.monotonic() + timeout_s]  # before the first frame: the whole timeout
-
-    def on_image(msg: Image) -> None:
-        arrived.add(int(msg.header.frame_id))
-        last[0] = time.monotonic() + 1.0
-    node.create_subscription(Image, IMAGE_TOPIC, on_image, image_qos(count))
-    while len(arrived) < count and time.monotonic() < last[0]:
+    node.create_subscription(Image, IMAGE_TOPIC, lambda msg: arrived.add(int(msg.header.frame_id)),
+                             image_qos(count))
+    deadline = time.monotonic() + timeout_s
+    while len(arrived) < count and camera.poll() is None and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.05)
+    for _ in range(20):  # frames still queued here when the camera ended
+        rclpy.spin_once(node, timeout_sec=0.01)
     node.destroy_node()
     rclpy.shutdown()
     return arrived
@@ -142,7 +142,7 @@ def run_image_check(size: tuple[int, int], count: int, rate_hz: float,
          "--images", f"{size[0]}x{size[1]}", "--count", str(count), "--rate", str(rate_hz),
          "--hold", str(timeout_s)])
     try:
-        arrived = receive_images(count, timeout_s)
+        arrived = receive_images(count, camera, timeout_s + count / rate_hz)
     finally:
         camera.terminate()
         camera.wait(timeout=10)
