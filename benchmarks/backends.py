@@ -51,7 +51,7 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
             backends: tuple[str, ...] = BACKENDS,
             progress: Callable[[str], None] = print) -> list[dict]:
     """One row per backend: p50 of ANN and SNN (statistics off), the first-call time, and how
-    many test scenes give eager's detections and spike counts exactly."""
+    many test scenes give eager's detections (`same_detections`) and exactly its spike counts."""
     image = scenes[0]
     ann = {b: prepare(Detector(model, "cpu", "ann"), b) for b in backends}
     snn = {b: prepare(Detector(model, "cpu", "fused"), b) for b in backends}
