@@ -105,14 +105,14 @@ def big_model(folder: Path, size: str, img: int, calibration: int) -> str:
                        ConversionSettings(), progress=False))
 
 
-def accuracy_part(results: dict, model: str, size: tuple[int, int], s: dict,
-                  skip: list[str], calibration_images: int) -> None:
+def accuracy_part(results: dict, model: str, s: dict, skip: list[str],
+                  calibration_images: int) -> None:
     print("rate-coding T that matches SUHD (validation split):")
-    val = benchmark_scenes(s["val_images"], size, split="val")
+    val = benchmark_scenes(s["val_images"], split="val")
     rate_T, results["rate_search"] = accuracy.match_rate_T(model, val)
     results["rate_T_matched"] = rate_T is not None
     results["rate_T"] = rate_T or accuracy.RATE_T_CANDIDATES[-1]
-    test = benchmark_scenes(s["images"], size)
+    test = benchmark_scenes(s["images"])
     results["accuracy_test"] = accuracy.rows_on_test_split(model, test, results["rate_T"])
     if "peer" in skip:
         results["peer_skipped"] = "Skipped (--skip peer)."
@@ -124,7 +124,7 @@ def accuracy_part(results: dict, model: str, size: tuple[int, int], s: dict,
                                    "installs requirements/bench.txt).")
         return
     print("SpikingJelly ann2snn (test split):")
-    calibration = [sc.image for sc in benchmark_scenes(calibration_images, size, "train")]
+    calibration = [sc.image for sc in benchmark_scenes(calibration_images, split="train")]
     percentile = float(load_model_file(model).metadata["snn"].get("percentile", 99.99))
     results["peer"], results["peer_notes"] = accuracy.peer_rows(
         model, test, calibration, percentile, s["peer_T"])
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"machine": report.machine(), "settings": s,
                      "date": time.strftime("%Y-%m-%d %H:%M %Z"), "model_name": Path(model).name,
                      "model_size": "x".join(map(str, probe.input_size))}
-    accuracy_part(results, model, probe.input_size, s, args.skip, args.calibration_images)
+    accuracy_part(results, model, s, args.skip, args.calibration_images)
     with tempfile.TemporaryDirectory(prefix="suhd_bench_") as tmp:
         if "latency" not in args.skip:
             print(f"latency, {Path(model).name}:")
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             import backends
 
             print("faster backends for the fused engine:")
-            scenes = benchmark_scenes(s["backend_scenes"], probe.input_size)
+            scenes = benchmark_scenes(s["backend_scenes"])
             results["backends"] = backends.measure(model, [sc.image for sc in scenes],
                                                    s["rounds"], s["frames"])
         if "node" not in args.skip:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from suhd_ros.data.coco_eval import evaluate_detections
-from suhd_ros.data.scenes import SPLITS, Scene, generate_scene
+from suhd_ros.data.scenes import BENCHMARK_SIZE, SPLITS, Scene, generate_scene
 from suhd_ros.detector import Detector
 
 
@@ -40,8 +40,13 @@ def default_sweep() -> list[RunConfig]:
     return rows
 
 
-def benchmark_scenes(count: int, size: tuple[int, int], split: str = "test") -> list[Scene]:
-    """The first `count` scenes of a fixed split (test by default), at size (H, W)."""
+def benchmark_scenes(count: int, size: tuple[int, int] = BENCHMARK_SIZE,
+                     split: str = "test") -> list[Scene]:
+    """The first `count` scenes of a fixed split (test by default), at size (H, W).
+
+    The benchmark is drawn at `BENCHMARK_SIZE` whatever the model's input: objects are 8 to
+    200 px of the scene, and a 416 px model sees the same scenes letterboxed up.
+    """
     seeds = itertools.islice(iter(SPLITS[split]), count)
     return [generate_scene(seed, size[1], size[0]) for seed in seeds]
 

@@ -20,6 +20,7 @@ from suhd_ros.data.train import (
     main,
     make_model,
     make_optimizer,
+    make_sources,
     train,
     training_batch,
 )
@@ -127,6 +128,16 @@ def test_generator_epochs_see_fresh_scenes_in_a_fixed_order():
     first, again, second = (epoch_indices(source, e, TINY) for e in (0, 0, 1))
     np.testing.assert_array_equal(first, again)
     assert sorted(first) == list(range(8)) and sorted(second) == list(range(8, 16))
+
+
+def test_smaller_scenes_are_letterboxed_up_to_the_input_with_their_boxes():
+    train_source, val_source = make_sources(replace(TINY, img_size=96, scene_size=64))
+    for source in (train_source, val_source):
+        image, boxes, _ = source[0]
+        assert image.shape == (64, 64, 3)
+        sample = load_sample(source, 0, 96)
+        assert sample.image.shape == (96, 96, 3)
+        np.testing.assert_allclose(sample.boxes_xyxy, boxes * 1.5, atol=1e-4)
 
 
 def test_a_few_optimisation_steps_reduce_the_loss():

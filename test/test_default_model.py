@@ -23,7 +23,7 @@ def results() -> dict[str, dict]:
     assert path.is_file(), f"the embedded model is missing: {path}"
     ann = Detector(path, "cpu", "ann")
     snn = Detector(path, "cpu", "fused")
-    scenes = benchmark_scenes(IMAGES, ann.input_size)
+    scenes = benchmark_scenes(IMAGES)
     return {"ann": evaluate(ann, scenes), "snn": evaluate(snn, scenes),
             "T": snn.T, "f_c": snn.f_c}
 

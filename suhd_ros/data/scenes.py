@@ -51,6 +51,7 @@ SPLITS = {
     "test": range(2_000_000, 2_010_000),
 }
 
+BENCHMARK_SIZE = (320, 320)  # (H, W) of the benchmark's scenes; a model letterboxes them
 GENERATOR_VERSION = 1
 _SUBPIXEL_SHIFT = 4  # cv2 fixed-point bits: vertices are drawn with 1/16 px precision
 _MIN_CONTRAST = 90.0  # least L1 distance (0..255 per channel) between an object and its backdrop

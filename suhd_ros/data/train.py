@@ -66,6 +66,9 @@ class TrainConfig:
     width_multiple: float | None = _opt(None, "override the size's width multiple")
     depth_multiple: float | None = _opt(None, "override the size's depth multiple")
     img_size: int = _opt(320, "square network input, pixels (multiple of 32)")
+    scene_size: int | None = _opt(
+        None, "side of generated scenes, pixels; default img_size (smaller: letterboxed up)"
+    )
     epochs: int = _opt(30, "epochs")
     batch_size: int = _opt(16, "images per forward pass")
     nominal_batch: int = _opt(64, "images per optimiser step (gradient accumulation)")
@@ -210,7 +213,7 @@ def _warm_up(
 def make_sources(config: TrainConfig) -> tuple[SceneSource, SceneSource]:
     """(train, val) scene sources: the generator's splits or an exported folder's JSONs."""
     if config.data is None:
-        size = config.img_size
+        size = config.scene_size or config.img_size
         return (
             GeneratedScenes("train", size, size),
             GeneratedScenes("val", size, size, count=config.val_images),

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from suhd_ros.data.scenes import BENCHMARK_SIZE
 from suhd_ros.detector import Detector, DetectorError
 from suhd_ros.evaluation import (
     RunConfig,
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model file (default: the embedded model)")
     p.add_argument("--images", type=int, default=500, help="test-split images (default 500)")
     p.add_argument("--scene-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="size of the test scenes (default: the model's input size)")
+                   help="size of the test scenes (default: the benchmark's, 320 x 320)")
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="output folder")
     p.add_argument("--quick", action="store_true", help="only the ANN and STDI T=4")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except DetectorError as e:
         print(f"suhd-eval: error: {e}", file=sys.stderr)
         return 2
-    size = tuple(args.scene_size or probe.input_size)
+    size = tuple(args.scene_size or BENCHMARK_SIZE)
     configs = [RunConfig("ann"), RunConfig()] if args.quick else default_sweep()
     scenes = benchmark_scenes(args.images, size)
     print(f"suhd-eval: {probe.model_path.name}, {len(scenes)} test scenes {size[1]}x{size[0]}, "
