@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from suhd_ros.data.coco_eval import evaluate_detections
+from suhd_ros.data.coco_eval import any_class, evaluate_detections
 from suhd_ros.data.scenes import BENCHMARK_SIZE, SPLITS, Scene, generate_scene
 from suhd_ros.detector import Detector
 
@@ -64,8 +64,11 @@ def evaluate(detector: Detector, scenes: Sequence[Scene], batch_size: int = 8,
         energies += [r.energy for r in results if r.energy]
     gt = [(s.boxes_xyxy, s.class_ids, s.image.shape[1], s.image.shape[0]) for s in scenes]
     metrics = evaluate_detections(gt, detections, len(detector.names), detector.names)
+    found = evaluate_detections(*any_class(gt, detections), num_classes=1)
     row = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
            **{f"map50_{size}": value for size, value in metrics["map50_by_size"].items()},
+           "map50_any_class": found["map50"],
+           "map50_small_any_class": found["map50_by_size"]["small"],
            "ms_per_image": 1e3 * seconds / max(len(scenes), 1)}
     if energies:
         for key in energies[0]:
@@ -105,11 +108,13 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 
 def size_table(rows: Sequence[dict], labels: Sequence[str] = ("ANN", "STDI T=4 f_c=4")) -> str:
-    """mAP@0.5 by COCO object size (small < 32^2 px, large > 96^2 px) for the named rows."""
-    lines = ["| model | small | medium | large |", "|---|---|---|---|"]
+    """mAP@0.5 by COCO object size (small < 32^2 px, large > 96^2 px) for the named rows, and
+    with classes ignored (is an object found at all, or found but misnamed?)."""
+    keys = ("small", "medium", "large", "any_class", "small_any_class")
+    lines = ["| model | small | medium | large | all, any class | small, any class |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         if r["label"] in labels:
             lines.append(f"| {r['label']} | " + " | ".join(
-                f"{r.get(f'map50_{size}', float('nan')):.4f}"
-                for size in ("small", "medium", "large")) + " |")
+                f"{r.get(f'map50_{key}', float('nan')):.4f}" for key in keys) + " |")
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from faster_coco_eval import COCO
 
-from suhd_ros.data.coco_eval import evaluate_detections
+from suhd_ros.data.coco_eval import any_class, evaluate_detections
 from suhd_ros.data.scenes import CLASS_NAMES, SPLITS, export_coco, generate_scene, load_coco
 
 COCO_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -93,6 +93,14 @@ def test_false_positive_ranked_first_halves_precision_and_a_missed_class_scores_
     assert "c" not in result["per_class"]  # no ground truth: undefined, left out of the mean
     assert result["map50"] == pytest.approx((0.5 + 0.0) / 2)
     assert result["map50_95"] == pytest.approx((0.5 + 0.0) / 2)
+
+
+def test_any_class_counts_a_found_but_misnamed_object():
+    box = [10.0, 10.0, 60.0, 60.0]
+    gt = [(np.array([box]), np.array([1]), 100, 100)]
+    dets = [(np.array([box]), np.array([0.9]), np.array([2]))]  # right place, wrong class
+    assert evaluate_detections(gt, dets, num_classes=3)["map50"] == pytest.approx(0.0)
+    assert evaluate_detections(*any_class(gt, dets), num_classes=1)["map50"] == pytest.approx(1.0)
 
 
 def test_map_by_size_splits_at_coco_areas():

@@ -106,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
         f"{size[1]}x{size[0]} px. The model file's own setting is {model_row}. Regenerate "
         f"with `suhd-eval --images {args.images}`.\n\n{table}\n\n"
-        "mAP@0.5 by object size (COCO areas: small < 32x32 px, large > 96x96 px):\n\n"
+        "mAP@0.5 by object size (COCO areas: small < 32x32 px, large > 96x96 px), and with "
+        "classes ignored (any class: a box counts when it finds an object, whatever it names "
+        "it):\n\n"
         f"{size_table(rows, ('ANN', 'STDI T=4 f_c=4', model_row))}\n")
     plot(rows, args.out)
     print(table)
