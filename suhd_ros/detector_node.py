@@ -180,7 +180,8 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
 
 def inference_threads() -> int:
     """All cores but one: on two cores, with the executor, DDS and a camera beside them, two
-    torch threads took 45 ms per frame in the node and one thread 18.5 ms (measured here)."""
+    torch threads took 45 ms per frame in the node and one thread 18.5 ms (measured here with
+    the 320 px model of the time)."""
     return max(1, (os.cpu_count() or 1) - 1)
 
 
