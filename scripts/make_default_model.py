@@ -26,15 +26,19 @@ from suhd_ros.evaluation import benchmark_scenes, evaluate
 from suhd_ros.paths import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGE_1, STAGE_2, RUN = (ROOT / "runs" / name for name in ("default", "continue", "stage3"))
+STAGE_1, STAGE_2, STAGE_3, RUN = (
+    ROOT / "runs" / name for name in ("default", "continue", "stage3", "stage4")
+)
 COMMON = ["--size", "n", "--scene-size", "320", "--train-images", "1500", "--val-images", "200",
           "--batch-size", "16", "--nominal-batch", "16", "--threads", "2", "--no-progress"]
 STAGES = [
     ["--out-dir", str(STAGE_1), "--epochs", "30", "--img-size", "320", *COMMON],
     ["--out-dir", str(STAGE_2), "--epochs", "50", "--warmup-epochs", "1", "--seed", "1",
      "--init-weights", str(STAGE_1 / "best.safetensors"), "--img-size", "320", *COMMON],
-    ["--out-dir", str(RUN), "--epochs", "70", "--warmup-epochs", "1", "--seed", "2",
+    ["--out-dir", str(STAGE_3), "--epochs", "70", "--warmup-epochs", "1", "--seed", "2",
      "--init-weights", str(STAGE_2 / "best.safetensors"), "--img-size", "416", *COMMON],
+    ["--out-dir", str(RUN), "--epochs", "60", "--warmup-epochs", "1", "--seed", "3",
+     "--init-weights", str(STAGE_3 / "best.safetensors"), "--img-size", "416", *COMMON],
 ]
 CANDIDATES = [
     ConversionSettings(f_c=f_c, percentile=p, per_channel=pc, half_start=hs)

@@ -196,9 +196,10 @@ class Detector:
     def detect(self, images: Sequence[np.ndarray], score_threshold: float = 0.25,
                iou_threshold: float = 0.45, max_detections: int = 100,
                classes: Sequence[int] | None = None,
-               count_spikes: bool = True) -> list[FrameResult]:
+               count_spikes: bool = True, multi_label: bool = False) -> list[FrameResult]:
         """Detections per image, boxes in that image's own pixels, with its spike statistics
-        (count_spikes=False: none this call, at the speed of statistics=False)."""
+        (count_spikes=False: none this call, at the speed of statistics=False; multi_label:
+        every class above the threshold per box, as YOLOv5 scores mAP)."""
         if len(images) == 0:
             return []
         start = time.perf_counter()
@@ -206,7 +207,7 @@ class Detector:
         meter = self._meter_for_call(count_spikes)
         predictions, _raw = self.model(x)
         per_image = postprocess(predictions, score_threshold, iou_threshold,
-                                list(classes) if classes else None, max_detections)
+                                list(classes) if classes else None, max_detections, multi_label)
         energy = [self._energy(meter, x.shape, i) if meter else None for i in range(len(images))]
         elapsed = (time.perf_counter() - start) / len(images)
         return [

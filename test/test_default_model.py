@@ -2,7 +2,7 @@
 
 The paper's central claim, measured on the committed model file: the SNN's mAP@0.5 is at least
 0.99 x the ANN's, and its mAP@0.5:0.95 at least 0.97 x, on the same 500 test images as the model
-card (about a minute).
+card, scored as YOLOv5 scores mAP (multi-label) and as the node publishes (one class per box).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def results() -> dict[str, dict]:
     snn = Detector(path, "cpu", "fused")
     scenes = benchmark_scenes(IMAGES)
     return {"ann": evaluate(ann, scenes), "snn": evaluate(snn, scenes),
+            "ann_single": evaluate(ann, scenes, multi_label=False),
+            "snn_single": evaluate(snn, scenes, multi_label=False),
             "T": snn.T, "f_c": snn.f_c}
 
 
@@ -42,6 +44,14 @@ def test_snn_keeps_the_ann_map50(results) -> None:
 
 def test_snn_keeps_the_ann_map50_95(results) -> None:
     ann, snn = results["ann"], results["snn"]
+    assert snn["map50_95"] >= 0.97 * ann["map50_95"], (snn["map50_95"], ann["map50_95"])
+
+
+def test_snn_keeps_the_ann_map_as_the_node_publishes(results) -> None:
+    # one class per box, as on /suhd/detections
+    ann, snn = results["ann_single"], results["snn_single"]
+    assert ann["map50"] < results["ann"]["map50"]  # the multi-label protocol ranks more boxes
+    assert snn["map50"] >= 0.99 * ann["map50"], (snn["map50"], ann["map50"])
     assert snn["map50_95"] >= 0.97 * ann["map50_95"], (snn["map50_95"], ann["map50_95"])
 
 

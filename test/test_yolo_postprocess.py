@@ -97,3 +97,17 @@ def test_batch_and_empty_images() -> None:
     assert second.boxes_xyxy.shape == (0, 4)
     (none,) = postprocess(np.zeros((1, 0, 5 + NC), np.float32))
     assert len(none) == 0
+
+
+def test_multi_label_scores_a_box_under_every_class_above_the_threshold() -> None:
+    # one box, unsure between classes 0 (0.6) and 2 (0.3); class 1 (0.05) is below 0.1 x 0.9
+    row = _row(A, 0.9, 0, 0.6)
+    row[5 + 1], row[5 + 2] = 0.05, 0.3
+    (single,) = postprocess(_batch(row), conf_threshold=0.1)
+    assert single.class_ids.tolist() == [0]
+    (multi,) = postprocess(_batch(row), conf_threshold=0.1, multi_label=True)
+    assert multi.class_ids.tolist() == [0, 2]
+    np.testing.assert_allclose(multi.scores, [0.54, 0.27], rtol=1e-6)
+    np.testing.assert_allclose(multi.boxes_xyxy, [A, A])
+    (allowed,) = postprocess(_batch(row), conf_threshold=0.1, classes=[2], multi_label=True)
+    assert allowed.class_ids.tolist() == [2]

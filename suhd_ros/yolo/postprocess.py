@@ -1,7 +1,10 @@
-"""From Detect's decoded predictions to per-image detections (YOLOv5's single-label NMS).
+"""From Detect's decoded predictions to per-image detections (YOLOv5's NMS).
 
-confidence = objectness * best class score; boxes below the score threshold or outside the class
-allowlist are dropped, then OpenCV's class-aware NMS keeps at most ``max_det`` per image.
+confidence = objectness * class score. Single-label (YOLOv5's detect.py, the node) keeps each
+box's best class; multi-label (YOLOv5's val.py, for mAP) keeps every class above the threshold,
+so an ambiguous box is scored under each class it might be. Boxes below the score threshold or
+outside the class allowlist are dropped, then OpenCV's class-aware NMS keeps at most ``max_det``
+per image.
 """
 
 from collections.abc import Sequence
@@ -34,26 +37,38 @@ def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
     return np.concatenate((xy - half, xy + half), axis=1)
 
 
+def _candidates(
+    pred: np.ndarray, conf_threshold: float, multi_label: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row of pred, class id, score) of every (box, class) pair above the threshold."""
+    class_scores = pred[:, 5:] * pred[:, 4:5]
+    if multi_label:
+        rows, class_ids = np.nonzero(class_scores > conf_threshold)
+    else:
+        rows, class_ids = np.arange(len(pred)), class_scores.argmax(axis=1)
+    scores = class_scores[rows, class_ids]
+    keep = scores > conf_threshold
+    return rows[keep], class_ids[keep], scores[keep]
+
+
 def detections_for_image(
     pred: np.ndarray,
     conf_threshold: float = 0.25,
     iou_threshold: float = 0.45,
     classes: Sequence[int] | None = None,
     max_det: int = 300,
+    multi_label: bool = False,
 ) -> Detections:
     """One image's predictions [M, 5 + nc] (xywh, obj, class scores) -> detections."""
     if len(pred) == 0:
         return _empty()
-    class_scores = pred[:, 5:] * pred[:, 4:5]
-    class_ids = class_scores.argmax(axis=1)
-    scores = class_scores[np.arange(len(pred)), class_ids]
-    keep = scores > conf_threshold
+    rows, class_ids, scores = _candidates(pred, conf_threshold, multi_label)
     if classes is not None:
-        keep &= np.isin(class_ids, np.asarray(classes))
-    if not keep.any():
+        allowed = np.isin(class_ids, np.asarray(classes))
+        rows, class_ids, scores = rows[allowed], class_ids[allowed], scores[allowed]
+    if len(rows) == 0:
         return _empty()
-    boxes = xywh_to_xyxy(pred[keep, :4].astype(np.float64))
-    scores, class_ids = scores[keep], class_ids[keep]
+    boxes = xywh_to_xyxy(pred[rows, :4].astype(np.float64))
     rects = np.concatenate((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]), axis=1)
     kept = cv2.dnn.NMSBoxesBatched(
         rects.tolist(), scores.astype(float).tolist(), class_ids.astype(int).tolist(),
@@ -73,11 +88,12 @@ def postprocess(
     iou_threshold: float = 0.45,
     classes: Sequence[int] | None = None,
     max_det: int = 300,
+    multi_label: bool = False,
 ) -> list[Detections]:
     """Batch [N, M, 5 + nc] of decoded predictions -> one ``Detections`` per image."""
     if isinstance(predictions, torch.Tensor):
         predictions = predictions.detach().float().cpu().numpy()
     return [
-        detections_for_image(p, conf_threshold, iou_threshold, classes, max_det)
+        detections_for_image(p, conf_threshold, iou_threshold, classes, max_det, multi_label)
         for p in predictions
     ]
