@@ -1,13 +1,14 @@
-"""Reproduce the embedded default model: train (three stages), choose the conversion on the
+"""Reproduce the embedded default model: train (four stages), choose the conversion on the
 validation split, convert, evaluate on the test split.
 
     .venv/bin/python scripts/make_default_model.py            # all steps (hours on 2 CPU cores)
-    .venv/bin/python scripts/make_default_model.py --skip-training   # reuse runs/stage3
+    .venv/bin/python scripts/make_default_model.py --skip-training   # reuse runs/stage4
 
 Stage 1 trains from scratch for 30 epochs at 320 px input; stage 2 restarts the cosine schedule
 from stage 1's best weights for 50 more; stage 3 fine-tunes stage 2's best for 70 epochs at
-416 px input (the 320 px scenes letterboxed up, for the small objects). The stages are how the
-committed model was made: each was added when the one before had plateaued or not converged.
+416 px input (the 320 px scenes letterboxed up, for the small objects); stage 4 restarts the
+cosine at 416 px from stage 3's best for 60 more. The stages are how the committed model was
+made: each was added when the one before had levelled off at the end of its schedule.
 The conversion settings (f_c, per-layer or per-channel thresholds, percentile, membrane start)
 are chosen by mAP@0.5:0.95 of the SNN at T = 4 on validation scenes, never on the test split.
 """
