@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 SECTIONS = ("latency", "big", "peer", "node", "backends")
 QUICK = {"images": 20, "val_images": 20, "rounds": 2, "frames": 3, "big_frames": 1,
          "peer_T": [4, 16, 64], "node_duration": 15.0, "backend_scenes": 5}
-FULL = {"images": 100, "val_images": 100, "rounds": 5, "frames": 10, "big_frames": 2,
+FULL = {"images": 100, "val_images": 100, "rounds": 5, "frames": 10, "big_frames": 6,
         "peer_T": [4, 16, 64, 256], "node_duration": 60.0, "backend_scenes": 50}
 
 
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, help="validation scenes for the rate-T search")
     p.add_argument("--rounds", type=int, help="interleaved latency rounds (5; quick 2)")
     p.add_argument("--frames", type=int, help="frames per variant and round (10; quick 3)")
-    p.add_argument("--big-frames", type=int, help="same for the big network (2; quick 1)")
+    p.add_argument("--big-frames", type=int, help="same for the big network (6; quick 1)")
     p.add_argument("--big-size", default="s", help="YOLOv5 size of the big network")
     p.add_argument("--big-img", type=int, default=640, help="its input size")
     p.add_argument("--big-calibration", type=int, default=4, help="its calibration scenes")
