@@ -200,7 +200,9 @@ def _latency_section(results: dict, pngs: dict[str, str]) -> list[str]:
         "comparison; the fused engine would make any coding cost one ANN pass).",
         f"Rate coding T = {rate_T}: the smallest power of two up to 256 whose mAP@0.5:0.95 on "
         f"{s['val_images']} validation scenes reaches STDI T = 4's"
-        + ("." if matched else " was **not found**: no T up to 256 reaches it; T = 256 is used."),
+        + ("." if matched else " was **not found**: no T up to 256 reaches it; T = 256 is used.")
+        + " mAP is scored as YOLOv5's val.py scores it (score threshold 0.001, NMS IoU 0.6, "
+        "multi-label), here and in section 2.",
         accuracy_table(results["rate_search"]),
         "The same three on the test split "
         f"({s['images']} scenes):", accuracy_table(results["accuracy_test"]),
