@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from suhd_ros.data.scenes import Scene
 from suhd_ros.detector import Detector
-from suhd_ros.evaluation import RunConfig, evaluate, sweep
+from suhd_ros.evaluation.sweep import RunConfig, evaluate, sweep
+from suhd_ros.synthetic.scenes import Scene
 
 RATE_T_CANDIDATES = tuple(2**k for k in range(9))  # 1 .. 256
 

@@ -63,7 +63,7 @@ def worker(variant: Variant, threads: int) -> None:
     """Serve `run N` (time N frames) and `peak` requests on stdin, one JSON line per answer."""
     import torch
 
-    from suhd_ros.data.scenes import generate_scene
+    from suhd_ros.synthetic.scenes import generate_scene
 
     torch.set_num_threads(threads)
     baseline_mb = _rss_peak_mb()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suhd_ros.fastdds import PROFILE_VARIABLES, profile_path
+from suhd_ros.ros.fastdds import PROFILE_VARIABLES, profile_path
 
 NAMESPACE = "/suhd_bench"
 REPO = Path(__file__).resolve().parent.parent
@@ -105,13 +105,13 @@ class Monitor:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, 10)
 
     def _truth(self, msg) -> None:
-        from suhd_ros.ros_conversions import stamp_ns
+        from suhd_ros.ros.conversions import stamp_ns
 
         if self.recording:
             self.seen.published.add(stamp_ns(msg.header))
 
     def _detections(self, msg) -> None:
-        from suhd_ros.ros_conversions import stamp_ns
+        from suhd_ros.ros.conversions import stamp_ns
 
         self.first_detection = True
         stamp = stamp_ns(msg.header)
@@ -119,7 +119,7 @@ class Monitor:
             self.seen.latency_ms[stamp] = (self.node.get_clock().now().nanoseconds - stamp) / 1e6
 
     def _diagnostics(self, msg) -> None:
-        from suhd_ros.ros_conversions import diagnostic_values
+        from suhd_ros.ros.conversions import diagnostic_values
 
         for status in msg.status:
             values = diagnostic_values(status)
@@ -158,7 +158,7 @@ def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
     import rclpy
 
     log_dir.mkdir(parents=True, exist_ok=True)
-    detector = _start("suhd_ros.detector_node", {"model_path": model, "device": "cpu"}, env,
+    detector = _start("suhd_ros.ros.detector_node", {"model_path": model, "device": "cpu"}, env,
                       log_dir / "detector_node.log")
     camera = None
     rclpy.init()
@@ -167,7 +167,7 @@ def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
         if not monitor.spin_until(
                 lambda: monitor.node.count_publishers(f"{NAMESPACE}/detections") > 0, 120):
             raise RuntimeError(f"the detector node did not come up: see {log_dir}")
-        camera = _start("suhd_ros.camera_node", {
+        camera = _start("suhd_ros.ros.camera_node", {
             "rate": rate_hz, "width": size[0], "height": size[1],
             "replay_scenes": REPLAY_SCENES}, env, log_dir / "camera.log")
         if not monitor.spin_until(lambda: monitor.first_detection, 120):

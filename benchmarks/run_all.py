@@ -30,9 +30,9 @@ import soak
 import torch
 
 from suhd_ros.conversion import ConversionSettings, convert
-from suhd_ros.data.scenes import CLASS_NAMES
 from suhd_ros.detector import Detector
-from suhd_ros.evaluation import benchmark_scenes
+from suhd_ros.evaluation.sweep import benchmark_scenes
+from suhd_ros.synthetic.scenes import CLASS_NAMES
 from suhd_ros.yolo.config import yolov5_description
 from suhd_ros.yolo.model import YOLOv5
 from suhd_ros.yolo.model_file import load_model_file, model_metadata, save_model_file

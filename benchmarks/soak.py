@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from suhd_ros.fastdds import PROFILE_VARIABLES, use_package_profile
+from suhd_ros.ros.fastdds import PROFILE_VARIABLES, use_package_profile
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "/soak"
@@ -69,7 +69,7 @@ def resolve_model(spec: str | None, workdir: Path) -> str:
 
 
 def spawn(module: str, log: Path, *parameters: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", f"suhd_ros.{module}", "--ros-args", "-r",
+    args = [sys.executable, "-m", f"suhd_ros.ros.{module}", "--ros-args", "-r",
             f"__ns:={NAMESPACE}"]
     for parameter in parameters:
         args += ["-p", parameter]
@@ -109,7 +109,7 @@ class Monitor:
         self.detections += 1
 
     def _on_diagnostics(self, msg: object) -> None:
-        from suhd_ros.ros_conversions import diagnostic_values
+        from suhd_ros.ros.conversions import diagnostic_values
 
         for status in msg.status:
             node, _, concern = status.name.partition(": ")

@@ -21,10 +21,10 @@ import json
 from pathlib import Path
 
 from suhd_ros.conversion import ConversionSettings, convert
-from suhd_ros.data.train import main as train_main
 from suhd_ros.detector import Detector
-from suhd_ros.evaluation import benchmark_scenes, evaluate
+from suhd_ros.evaluation.sweep import benchmark_scenes, evaluate
 from suhd_ros.paths import DEFAULT_MODEL
+from suhd_ros.training.loop import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_1, STAGE_2, STAGE_3, RUN = (

@@ -17,7 +17,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Header
 
-from suhd_ros.ros_conversions import diagnostic_values
+from suhd_ros.ros.conversions import diagnostic_values
 
 
 def stamped_header(node: Node, frame_id: str) -> Header:

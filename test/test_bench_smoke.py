@@ -173,7 +173,7 @@ def test_backends_compare_detections_and_spikes_with_eager(tmp_path: Path) -> No
     identical by construction, so the counts of the table can be checked."""
     import backends
 
-    from suhd_ros.data.scenes import generate_scene
+    from suhd_ros.synthetic.scenes import generate_scene
 
     model = make_snn_file(tmp_path)
     scenes = [generate_scene(k, 96, 64).image for k in range(3)]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from faster_coco_eval import COCO
 
-from suhd_ros.data.coco_eval import any_class, evaluate_detections
-from suhd_ros.data.scenes import CLASS_NAMES, SPLITS, export_coco, generate_scene, load_coco
+from suhd_ros.evaluation.coco import any_class, evaluate_detections
+from suhd_ros.synthetic.export import export_coco, load_coco
+from suhd_ros.synthetic.scenes import CLASS_NAMES, SPLITS, generate_scene
 
 COCO_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from suhd_ros.data.scenes import CLASS_NAMES, SPLITS, SceneStyle, generate_scene
+from suhd_ros.synthetic.scenes import CLASS_NAMES, SPLITS, SceneStyle, generate_scene
 
 # Flat background, one solid colour per object, no clutter, light, blur or noise: every pixel
 # that differs from the background belongs to an object, so boxes can be checked on the image.

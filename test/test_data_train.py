@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from suhd_ros.data.dataset import Augmentation, GeneratedScenes, collate, load_sample
-from suhd_ros.data.loss import YoloLoss, bbox_ciou
-from suhd_ros.data.scenes import export_coco
-from suhd_ros.data.train import (
+from suhd_ros.synthetic.export import export_coco
+from suhd_ros.tools.train import build_parser, main
+from suhd_ros.training.augment import Augmentation
+from suhd_ros.training.dataset import GeneratedScenes, collate, load_sample
+from suhd_ros.training.loop import (
     BEST_NAME,
     CHECKPOINT_NAME,
     TrainConfig,
-    build_parser,
     epoch_indices,
-    main,
     make_model,
     make_optimizer,
     make_sources,
     train,
     training_batch,
 )
+from suhd_ros.training.loss import YoloLoss, bbox_ciou
 from suhd_ros.yolo.model_file import build_model, load_model_file
 
 TINY = TrainConfig(

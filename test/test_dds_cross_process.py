@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suhd_ros.fastdds import PROFILE_VARIABLES, use_package_profile
+from suhd_ros.ros.fastdds import PROFILE_VARIABLES, use_package_profile
 from suhd_ros.tools import dds_check
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from suhd_ros.detector import Detector, default_model_path
-from suhd_ros.evaluation import benchmark_scenes, evaluate
+from suhd_ros.evaluation.sweep import benchmark_scenes, evaluate
 
 IMAGES = 500
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from suhd_ros.data.scenes import generate_scene
 from suhd_ros.detector import Detector, DetectorError, resolve_device
 from suhd_ros.snn.layers import SpikeProducer
+from suhd_ros.synthetic.scenes import generate_scene
 from suhd_ros.tools import convert as convert_tool
 from suhd_ros.tools import detect as detect_tool
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from suhd_ros.image_encoding import (
+from suhd_ros.ros.image_encoding import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     decode_compressed,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from suhd_ros.data.scenes import generate_scene
-from suhd_ros.image_encoding import SUPPORTED_ENCODINGS, decode_image, encode_image
+from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS, decode_image, encode_image
+from suhd_ros.synthetic.scenes import generate_scene
 
 cv_bridge = pytest.importorskip("cv_bridge")
 

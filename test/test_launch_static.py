@@ -15,7 +15,7 @@ import setuptools
 import yaml
 from rclpy.parameter import Parameter
 
-from suhd_ros.detector_node import SuhdDetectorNode
+from suhd_ros.ros.detector_node import SuhdDetectorNode
 
 from conftest import REPO
 

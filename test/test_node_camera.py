@@ -14,9 +14,9 @@ from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.camera_node import SuhdCameraNode
-from suhd_ros.data.scenes import generate_scene
-from suhd_ros.ros_conversions import image_to_rgb, msg_to_detections
+from suhd_ros.ros.camera_node import SuhdCameraNode
+from suhd_ros.ros.conversions import image_to_rgb, msg_to_detections
+from suhd_ros.synthetic.scenes import generate_scene
 
 from ros_peer import Peer
 

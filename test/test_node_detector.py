@@ -25,11 +25,11 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from suhd_ros.data.scenes import CLASS_NAMES, generate_scene, split_seed
 from suhd_ros.detector import Detector
-from suhd_ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError, decode_image
 from suhd_ros.paths import default_model_path
-from suhd_ros.ros_conversions import image_to_rgb, msg_to_detections, rgb_to_image
+from suhd_ros.ros.conversions import image_to_rgb, msg_to_detections, rgb_to_image
+from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError, decode_image
+from suhd_ros.synthetic.scenes import CLASS_NAMES, generate_scene, split_seed
 
 from ros_peer import Peer, boxes_inside, stamped_header
 
@@ -49,7 +49,7 @@ def _start_node(model_path: Path | str, log_path: Path, namespace: str, *paramet
                 ) -> subprocess.Popen:
     """The node in its own process; an empty model_path leaves the default (the embedded model),
     since rcl cannot parse an empty `-p model_path:=`."""
-    args = [sys.executable, "-m", "suhd_ros.detector_node", "--ros-args",
+    args = [sys.executable, "-m", "suhd_ros.ros.detector_node", "--ros-args",
             "-r", f"__ns:={namespace}", "-p", "device:=cpu"]
     if str(model_path):
         args += ["-p", f"model_path:={model_path}"]

@@ -23,10 +23,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import SetBool
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from suhd_ros.data.scenes import generate_scene
 from suhd_ros.detector import Detector
-from suhd_ros.detector_node import SuhdDetectorNode, camera_keys, inference_threads
-from suhd_ros.ros_conversions import msg_to_detections, rgb_to_image
+from suhd_ros.ros.conversions import msg_to_detections, rgb_to_image
+from suhd_ros.ros.detector_node import SuhdDetectorNode, camera_keys, inference_threads
+from suhd_ros.synthetic.scenes import generate_scene
 
 from ros_peer import Peer, stamped_header
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suhd_ros.overlay import class_colour, class_label, draw_detections
+from suhd_ros.ros.overlay import class_colour, class_label, draw_detections
 
 NAMES = ["person", "car", "dog", "cat"]
 BACKGROUND = 90

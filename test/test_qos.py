@@ -11,7 +11,7 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-from suhd_ros.qos import qos_from_parameters
+from suhd_ros.ros.qos import qos_from_parameters
 
 
 def test_defaults_equal_the_sensor_data_profile() -> None:

@@ -27,10 +27,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.data.scenes import generate_scene
-from suhd_ros.detector_node import SuhdDetectorNode
-from suhd_ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError
-from suhd_ros.ros_conversions import image_to_rgb, rgb_to_image
+from suhd_ros.ros.conversions import image_to_rgb, rgb_to_image
+from suhd_ros.ros.detector_node import SuhdDetectorNode
+from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError
+from suhd_ros.synthetic.scenes import generate_scene
 
 from ros_peer import Peer
 

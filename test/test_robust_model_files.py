@@ -30,9 +30,9 @@ from safetensors.torch import save_file
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.data.scenes import generate_scene
-from suhd_ros.detector_node import SuhdDetectorNode
-from suhd_ros.ros_conversions import rgb_to_image
+from suhd_ros.ros.conversions import rgb_to_image
+from suhd_ros.ros.detector_node import SuhdDetectorNode
+from suhd_ros.synthetic.scenes import generate_scene
 from suhd_ros.yolo.model_file import LAMBDA_PREFIX
 
 from ros_peer import Peer, stamped_header

@@ -26,10 +26,10 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.data.scenes import generate_scene
 from suhd_ros.detector import Detector
-from suhd_ros.detector_node import SuhdDetectorNode
-from suhd_ros.ros_conversions import msg_to_detections, rgb_to_image
+from suhd_ros.ros.conversions import msg_to_detections, rgb_to_image
+from suhd_ros.ros.detector_node import SuhdDetectorNode
+from suhd_ros.synthetic.scenes import generate_scene
 
 from ros_peer import Peer, stamped_header
 

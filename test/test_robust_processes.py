@@ -27,7 +27,7 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.ros_conversions import rgb_to_image
+from suhd_ros.ros.conversions import rgb_to_image
 
 from ros_peer import Peer, stamped_header
 from tiny_model import make_snn_file
@@ -44,7 +44,8 @@ BAD_OUTPUT = ("Traceback", "terminate called", "Segmentation fault", "inference 
 
 def spawn(module: str, log: Path, namespace: str, *parameters: str) -> subprocess.Popen:
     """``python -m suhd_ros.<module>`` in namespace, output (both streams) into ``log``."""
-    args = [sys.executable, "-m", f"suhd_ros.{module}", "--ros-args", "-r", f"__ns:={namespace}"]
+    args = [sys.executable, "-m", f"suhd_ros.ros.{module}", "--ros-args",
+            "-r", f"__ns:={namespace}"]
     for parameter in parameters:
         args += ["-p", parameter]
     with log.open("w") as out:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from suhd_ros.conversion import ConversionSettings, convert
-from suhd_ros.data.scenes import CLASS_NAMES, generate_scene
+from suhd_ros.synthetic.scenes import CLASS_NAMES, generate_scene
 from suhd_ros.yolo.config import yolov5_description
 from suhd_ros.yolo.model import YOLOv5
 from suhd_ros.yolo.model_file import model_metadata, save_model_file

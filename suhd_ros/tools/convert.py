@@ -50,7 +50,7 @@ def _calibration_images(args: argparse.Namespace):
     if args.images is not None:
         files = image_files(args.images)[: args.max_images]
         return (read_rgb(f) for f in files)
-    from suhd_ros.data.scenes import SPLITS, generate_scene
+    from suhd_ros.synthetic.scenes import SPLITS, generate_scene
 
     size = args.input_size or (320, 320)
     seeds = itertools.islice(iter(SPLITS["val"]), min(args.synthetic, args.max_images))

@@ -24,7 +24,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from suhd_ros.fastdds import PROFILE_VARIABLES
+from suhd_ros.ros.fastdds import PROFILE_VARIABLES
 
 TOPIC = "/suhd/dds_check"
 IMAGE_TOPIC = "/suhd/dds_check/image"

@@ -28,13 +28,13 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.camera_node import SuhdCameraNode
-from suhd_ros.data.coco_eval import evaluate_detections
-from suhd_ros.data.scenes import CLASS_NAMES
-from suhd_ros.detector_node import SuhdDetectorNode
-from suhd_ros.fastdds import use_package_profile
+from suhd_ros.evaluation.coco import evaluate_detections
 from suhd_ros.paths import resolve_model_path
-from suhd_ros.ros_conversions import diagnostic_values, image_to_rgb, msg_to_detections, stamp_ns
+from suhd_ros.ros.camera_node import SuhdCameraNode
+from suhd_ros.ros.conversions import diagnostic_values, image_to_rgb, msg_to_detections, stamp_ns
+from suhd_ros.ros.detector_node import SuhdDetectorNode
+from suhd_ros.ros.fastdds import use_package_profile
+from suhd_ros.synthetic.scenes import CLASS_NAMES
 
 NAMESPACE = "/suhd_demo"
 MAX_SCORED = 1000  # frames kept for mAP, so a long run keeps a bounded cost per second

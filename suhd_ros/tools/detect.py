@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from suhd_ros.conversion import IMAGE_SUFFIXES, image_files, read_rgb
 from suhd_ros.detector import ENGINES, Detector, DetectorError, FrameResult
-from suhd_ros.overlay import draw_detections
+from suhd_ros.ros.overlay import draw_detections
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,9 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from suhd_ros.data.scenes import BENCHMARK_SIZE
 from suhd_ros.detector import Detector, DetectorError
-from suhd_ros.evaluation import (
+from suhd_ros.evaluation.sweep import (
     RunConfig,
     benchmark_scenes,
     default_sweep,
@@ -27,6 +26,7 @@ from suhd_ros.evaluation import (
     size_table,
     sweep,
 )
+from suhd_ros.synthetic.scenes import BENCHMARK_SIZE
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,12 +1,55 @@
 """suhd-train: train a ReLU YOLOv5 on the built-in benchmark (or an exported COCO folder).
 
-All options: suhd-train --help. The best weights are written as a model file that
-suhd-convert turns into a spiking model.
+All options: suhd-train --help (one per `TrainConfig` field). The best weights are written as a
+model file that suhd-convert turns into a spiking model.
 """
 
-import sys
+from __future__ import annotations
 
-from suhd_ros.data.train import main
+import argparse
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import fields
+
+import torch
+
+from suhd_ros.training.loop import TrainConfig, train
+
+
+def _argument_type(hint) -> type:
+    """The plain type behind `X | None`."""
+    if isinstance(hint, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="suhd-train", description="Train a ReLU YOLOv5 on the procedural benchmark."
+    )
+    hints = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if hints[f.name] is bool:
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+        else:
+            kind = _argument_type(hints[f.name])
+            parser.add_argument(flag, type=kind, default=f.default, help=help_text)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = TrainConfig(**vars(args))
+    torch.set_num_threads(config.threads)
+    print(train(config))
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+PAD_VALUE = 114  # YOLOv5's grey for letterbox borders (and the training augmentation's fill)
+
 
 @dataclass(frozen=True)
 class LetterboxInfo:
@@ -27,7 +29,7 @@ def _target_shape(new_shape: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def letterbox(
-    image: np.ndarray, new_shape: int | tuple[int, int] = 640, color: int = 114
+    image: np.ndarray, new_shape: int | tuple[int, int] = 640, color: int = PAD_VALUE
 ) -> tuple[np.ndarray, LetterboxInfo]:
     """Resize an HxWx3 uint8 image to fit ``new_shape`` (h, w), centred on a ``color`` border."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -1,6 +1,6 @@
-"""Train YOLOv5 (ReLU, ready for SNN conversion) on the procedural benchmark, on CPU or GPU.
+"""The training loop: a ReLU YOLOv5 (ready for conversion) on the procedural benchmark, CPU or GPU.
 
-The recipe is YOLOv5's (v6.x, hyp.scratch-low): the loss of `suhd_ros.data.loss`, gradient
+The recipe is YOLOv5's (v6.x, hyp.scratch-low): the loss of `suhd_ros.training.loss`, gradient
 accumulation to a nominal batch of 64, AdamW (beta1 0.937; chosen by measurement for short CPU
 runs) or SGD with Nesterov momentum 0.937, a cosine learning rate with linear warm-up, an EMA
 of the weights (the EMA is what gets evaluated and saved), HSV / flip / scale / translate
@@ -14,12 +14,9 @@ weights by COCO fitness) and `results.json` (per-epoch losses and mAP).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import types
-import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,17 +26,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from suhd_ros.data.coco_eval import evaluate_detections
-from suhd_ros.data.dataset import (
-    Augmentation,
+from suhd_ros.evaluation.coco import evaluate_detections
+from suhd_ros.synthetic.scenes import CLASS_NAMES
+from suhd_ros.training.augment import Augmentation
+from suhd_ros.training.dataset import (
     CocoScenes,
     GeneratedScenes,
     SceneSource,
     collate,
     load_sample,
 )
-from suhd_ros.data.loss import LossGains, YoloLoss
-from suhd_ros.data.scenes import CLASS_NAMES
+from suhd_ros.training.loss import LossGains, YoloLoss
 from suhd_ros.yolo.config import yolov5_description
 from suhd_ros.yolo.model import YOLOv5, load_checked_state_dict
 from suhd_ros.yolo.model_file import load_model_file, model_metadata, save_model_file
@@ -414,39 +411,3 @@ def train(config: TrainConfig) -> Path:
     if not (out / BEST_NAME).is_file():
         _save_best(out / BEST_NAME, ema, config)
     return out / BEST_NAME
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def _argument_type(hint) -> type:
-    """The plain type behind `X | None`."""
-    if isinstance(hint, types.UnionType):
-        return next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="suhd-train", description="Train a ReLU YOLOv5 on the procedural benchmark."
-    )
-    hints = typing.get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default})"
-        if hints[f.name] is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
-            )
-        else:
-            kind = _argument_type(hints[f.name])
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = TrainConfig(**vars(args))
-    torch.set_num_threads(config.threads)
-    print(train(config))
-    return 0

@@ -21,7 +21,7 @@ from vision_msgs.msg import (
     VisionClass,
 )
 
-from suhd_ros.image_encoding import decode_compressed, decode_image, encode_image
+from suhd_ros.ros.image_encoding import decode_compressed, decode_image, encode_image
 
 
 def stamp_ns(header: Header) -> int:

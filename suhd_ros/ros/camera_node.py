@@ -22,10 +22,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.data.scenes import Scene, generate_scene, split_seed
-from suhd_ros.image_encoding import SUPPORTED_ENCODINGS
-from suhd_ros.node_main import run_node
-from suhd_ros.ros_conversions import detections_to_msg, rgb_to_image
+from suhd_ros.ros.conversions import detections_to_msg, rgb_to_image
+from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS
+from suhd_ros.ros.node_main import run_node
+from suhd_ros.synthetic.scenes import Scene, generate_scene, split_seed
 
 CAMERA_QOS = QoSProfile(depth=10)  # reliable, volatile: the system default camera drivers use
 

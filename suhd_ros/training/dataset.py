@@ -1,4 +1,4 @@
-"""Training samples: scenes from the generator or an exported COCO folder, YOLOv5 augmentation.
+"""Training samples: generated scenes or an exported COCO folder, letterboxed and augmented.
 
 Every random choice of a sample comes from `numpy.random.Generator((seed, epoch, index))`, so a
 batch is the same whatever order samples are drawn in and after a resume.
@@ -15,23 +15,10 @@ import cv2
 import numpy as np
 import torch
 
-from suhd_ros.data.scenes import SPLITS, SceneStyle, generate_scene, load_coco
-from suhd_ros.yolo.letterbox import letterbox, letterbox_boxes
-
-PAD_VALUE = 114  # YOLOv5's grey for letterbox borders and affine fill
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """YOLOv5's default augmentation strengths (hyp.scratch-low), flipud on: shapes have no up."""
-
-    hsv_h: float = 0.015  # hue gain (fraction of the hue circle)
-    hsv_s: float = 0.7  # saturation gain
-    hsv_v: float = 0.4  # value gain
-    fliplr: float = 0.5  # probability
-    flipud: float = 0.5  # probability
-    scale: float = 0.5  # image scale +/- gain
-    translate: float = 0.1  # image translation +/- fraction
+from suhd_ros.synthetic.export import load_coco
+from suhd_ros.synthetic.scenes import SPLITS, SceneStyle, generate_scene
+from suhd_ros.training.augment import Augmentation, augment_hsv, flip, random_affine
+from suhd_ros.yolo.letterbox import PAD_VALUE, letterbox, letterbox_boxes
 
 
 @dataclass(frozen=True)
@@ -86,59 +73,6 @@ class CocoScenes:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), item.boxes_xyxy, item.class_ids
 
 
-def augment_hsv(rng: np.random.Generator, image: np.ndarray, aug: Augmentation) -> np.ndarray:
-    """Random hue / saturation / value gains applied through lookup tables, as YOLOv5 does."""
-    gains = rng.uniform(-1, 1, 3) * (aug.hsv_h, aug.hsv_s, aug.hsv_v) + 1
-    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
-    x = np.arange(256, dtype=np.float32)
-    lut_hue = ((x * gains[0]) % 180).astype(np.uint8)  # OpenCV's 8-bit hue runs 0..179
-    lut_sat = np.clip(x * gains[1], 0, 255).astype(np.uint8)
-    lut_val = np.clip(x * gains[2], 0, 255).astype(np.uint8)
-    hsv = cv2.merge((cv2.LUT(hue, lut_hue), cv2.LUT(sat, lut_sat), cv2.LUT(val, lut_val)))
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-def _keep_boxes(before: np.ndarray, after: np.ndarray, min_side: float = 2.0) -> np.ndarray:
-    """YOLOv5's box candidates: big enough, not squashed, most of the area left after clipping."""
-    w0, h0 = before[:, 2] - before[:, 0], before[:, 3] - before[:, 1]
-    w1, h1 = after[:, 2] - after[:, 0], after[:, 3] - after[:, 1]
-    aspect = np.maximum(w1 / (h1 + 1e-16), h1 / (w1 + 1e-16))
-    return (w1 > min_side) & (h1 > min_side) & (w1 * h1 / (w0 * h0 + 1e-16) > 0.1) & (aspect < 20)
-
-
-def random_affine(
-    rng: np.random.Generator, image: np.ndarray, boxes: np.ndarray, aug: Augmentation
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random scale about the centre and translation; returns image, boxes, kept-box mask.
-
-    Without rotation or shear an axis-aligned box maps to an axis-aligned box exactly, so the
-    boxes stay tight, except where the image border cuts a box: clipping the box is then looser
-    than the cut shape's visible part (YOLOv5 has the same limit when it has no segments).
-    """
-    height, width = image.shape[:2]
-    s = rng.uniform(1 - aug.scale, 1 + aug.scale)
-    tx, ty = rng.uniform(-aug.translate, aug.translate, 2) * (width, height)
-    matrix = np.array(
-        [[s, 0, (1 - s) * width / 2 + tx], [0, s, (1 - s) * height / 2 + ty]], np.float32
-    )
-    warped = cv2.warpAffine(
-        image, matrix, (width, height), borderValue=(PAD_VALUE, PAD_VALUE, PAD_VALUE)
-    )
-    moved = boxes * s + np.array([matrix[0, 2], matrix[1, 2]] * 2, np.float32)
-    moved = np.clip(moved, 0, [width, height, width, height]).astype(np.float32)
-    keep = _keep_boxes(boxes * s, moved)
-    return warped, moved, keep
-
-
-def _flip(image: np.ndarray, boxes: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror left-right (axis=1) or up-down (axis=0), boxes included."""
-    size = image.shape[axis]
-    flipped = boxes.copy()
-    lo, hi = (0, 2) if axis == 1 else (1, 3)
-    flipped[:, lo], flipped[:, hi] = size - boxes[:, hi], size - boxes[:, lo]
-    return np.ascontiguousarray(np.flip(image, axis=axis)), flipped
-
-
 def load_sample(
     source: SceneSource,
     index: int,
@@ -156,9 +90,9 @@ def load_sample(
         boxes = boxes[keep]
         image = augment_hsv(rng, image, aug)
         if rng.random() < aug.fliplr:
-            image, boxes = _flip(image, boxes, axis=1)
+            image, boxes = flip(image, boxes, axis=1)
         if rng.random() < aug.flipud:
-            image, boxes = _flip(image, boxes, axis=0)
+            image, boxes = flip(image, boxes, axis=0)
     return Sample(image, boxes.astype(np.float32), np.asarray(class_ids, np.int64))
 
 

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from suhd_ros.data.coco_eval import any_class, evaluate_detections
-from suhd_ros.data.scenes import BENCHMARK_SIZE, SPLITS, Scene, generate_scene
 from suhd_ros.detector import Detector
+from suhd_ros.evaluation.coco import any_class, evaluate_detections
+from suhd_ros.synthetic.scenes import BENCHMARK_SIZE, SPLITS, Scene, generate_scene
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,7 @@ from std_srvs.srv import SetBool
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from suhd_ros.detector import ENGINES, Detector, DetectorError, FrameResult
-from suhd_ros.image_encoding import ImageDecodeError
-from suhd_ros.node_main import run_node
-from suhd_ros.overlay import draw_detections
-from suhd_ros.qos import RELIABILITY_POLICIES, qos_from_parameters
-from suhd_ros.ros_conversions import (
+from suhd_ros.ros.conversions import (
     detections_to_msg,
     diagnostic_status,
     image_to_rgb,
@@ -56,6 +52,10 @@ from suhd_ros.ros_conversions import (
     rgb_to_image,
     stamp_ns,
 )
+from suhd_ros.ros.image_encoding import ImageDecodeError
+from suhd_ros.ros.node_main import run_node
+from suhd_ros.ros.overlay import draw_detections
+from suhd_ros.ros.qos import RELIABILITY_POLICIES, qos_from_parameters
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks

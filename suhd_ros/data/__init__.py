@@ -1,1 +1,0 @@
-"""Procedural detection benchmark, COCO export and evaluation. No ROS imports."""

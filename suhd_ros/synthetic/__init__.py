@@ -1,0 +1,1 @@
+"""The procedural shapes benchmark: scenes drawn by seed (scenes.py), COCO export (export.py)."""

@@ -1,0 +1,1 @@
+"""Training a ReLU YOLOv5: samples (dataset.py), augmentation, loss, the loop. No ROS imports."""
