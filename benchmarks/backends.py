@@ -73,7 +73,7 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
     rows = []
     for b in backends:
         results = [snn[b].detect([s])[0] for s in scenes]
-        spike_diff = [abs(r.energy["spikes"] - e.energy["spikes"])
+        spike_diff = [abs(r.energy.spikes - e.energy.spikes)
                       for r, e in zip(results, reference, strict=True)]
         rows.append({
             "backend": b, "ann_p50_ms": float(np.median(times[b][0])),
@@ -83,6 +83,6 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
                                    for r, e in zip(results, reference, strict=True)),
             "same_spike_counts": sum(d == 0 for d in spike_diff),
             "max_spike_diff": float(max(spike_diff)),
-            "spikes_per_frame": float(np.mean([e.energy["spikes"] for e in reference])),
+            "spikes_per_frame": float(np.mean([e.energy.spikes for e in reference])),
         })
     return rows

@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 import torch
 
-from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T, SpikeCoding
 from suhd_ros.snn.convert import calibrate_thresholds, convert_to_snn
 from suhd_ros.yolo.checkpoint import import_ultralytics_checkpoint, yolov5_from_checkpoint
-from suhd_ros.yolo.letterbox import letterbox
+from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
 from suhd_ros.yolo.model import YOLOv5
 from suhd_ros.yolo.model_file import (
     build_model,
@@ -28,6 +28,7 @@ from suhd_ros.yolo.model_file import (
     save_model_file,
     sha256_file,
 )
+from suhd_ros.yolo.preprocess import network_input
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -36,8 +37,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 class ConversionSettings:
     """What the SNN is made with; T and f_c can still be overridden when the file is loaded."""
 
-    T: int = 4
-    f_c: int = 4
+    T: int = DEFAULT_T
+    f_c: int = DEFAULT_F_C
     coding: str = "stdi"
     half_start: bool = False
     percentile: float = 99.99
@@ -74,19 +75,15 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def batches_of(images: Sequence[np.ndarray] | Iterator[np.ndarray], input_size: Sequence[int],
                batch_size: int = 8) -> Iterator[torch.Tensor]:
-    """Letterboxed float batches [B, 3, H, W] in 0..1, as the Detector feeds the network."""
+    """Network input batches [B, 3, H, W] made by `network_input`, as the Detector makes them."""
     chunk: list[np.ndarray] = []
     for image in images:
-        chunk.append(letterbox(image, tuple(input_size))[0])
+        chunk.append(image)
         if len(chunk) == batch_size:
-            yield _to_tensor(chunk)
+            yield network_input(chunk, input_size)[0]
             chunk = []
     if chunk:
-        yield _to_tensor(chunk)
-
-
-def _to_tensor(chunk: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float() / 255.0
+        yield network_input(chunk, input_size)[0]
 
 
 def convert(source: str | Path, calibration: Sequence[np.ndarray] | Iterator[np.ndarray],
@@ -100,7 +97,7 @@ def convert(source: str | Path, calibration: Sequence[np.ndarray] | Iterator[np.
                              "pass --allow-silu to convert it anyway")
         warnings.warn(f"{source}: {ann.activation} network converted as ReLU, "
                       "expect a clear accuracy drop", stacklevel=2)
-    size = list(input_size or stored_size or [640, 640])
+    size = list(input_size or stored_size or DEFAULT_INPUT_SIZE)
     coding = SpikeCoding(settings.coding, settings.T, settings.f_c, settings.half_start)
     lambdas = calibrate_thresholds(ann.eval(), batches_of(calibration, size),
                                    settings.percentile, settings.per_channel, progress)

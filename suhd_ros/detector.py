@@ -1,35 +1,49 @@
 """The Detector API: a model file in, detections and spike statistics per image out.
 
-Pure PyTorch + numpy: the ROS nodes and the command-line tools both sit on top of this.
+Pure PyTorch + numpy: the ROS nodes and the command-line tools both sit on top of this. It is
+also the one home of the run-time choices every caller shares: the engine names (`ENGINES`),
+device strings (`parse_device`, `resolve_device`), the CPU threads of inference and the way
+to abandon an inference (`detect(cancel=...)`).
 """
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from suhd_ros.paths import default_model_path, resolve_model_path
-from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.coding import DEFAULT_T, SpikeCoding
 from suhd_ros.snn.convert import conv_blocks, convert_to_snn, fold_batchnorm
-from suhd_ros.snn.energy import EnergyMeter
-from suhd_ros.snn.layers import reset_statistics, set_statistics
-from suhd_ros.yolo.letterbox import letterbox, unletterbox_boxes
+from suhd_ros.snn.energy import EnergyMeter, FrameEnergy
+from suhd_ros.snn.layers import SPIKING_ENGINES, reset_statistics, set_statistics
+from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
+from suhd_ros.yolo.letterbox import unletterbox_boxes
 from suhd_ros.yolo.model_file import ModelFile, ModelFileError, build_model, load_model_file
 from suhd_ros.yolo.postprocess import postprocess
+from suhd_ros.yolo.preprocess import network_input
 
-ENGINES = ("fused", "reference", "ann")
-__all__ = ["Detector", "DetectorError", "FrameResult", "default_model_path", "resolve_device"]
+ENGINES = (*SPIKING_ENGINES, "ann")  # "ann": the source network with BN folded, to compare
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+__all__ = ["ENGINES", "DetectionCancelled", "Detector", "DetectorError", "FrameResult",
+           "default_model_path", "parse_device", "resolve_device"]
 
 
 class DetectorError(ValueError):
     """The detector cannot be built as asked: bad model file, device or setting."""
+
+
+class DetectionCancelled(Exception):
+    """detect() was abandoned between two layers because its `cancel` event was set."""
 
 
 @dataclass
@@ -39,21 +53,27 @@ class FrameResult:
     boxes_xyxy: np.ndarray  # [K, 4] float32
     scores: np.ndarray  # [K] float32, descending
     class_ids: np.ndarray  # [K] int64
-    energy: dict[str, float] | None  # None for the ANN engine
+    energy: FrameEnergy | None  # None for the ANN engine and frames not counted
     inference_s: float  # time of the batch this frame was in, divided by its size
+
+
+def parse_device(spec: Any) -> str:
+    """The normalised device string (auto / cpu / cuda / cuda:N); DetectorError if it is none.
+
+    Needs no GPU, so a node can check a parameter before anything is loaded.
+    """
+    text = spec.strip().lower() if isinstance(spec, str) else ""
+    if not _DEVICE.fullmatch(text):
+        raise DetectorError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    return text
 
 
 def resolve_device(spec: str) -> torch.device:
     """auto / cpu / cuda / cuda:N -> a usable device; CUDA missing falls back to the CPU."""
-    spec = spec.strip().lower()
+    spec = parse_device(spec)
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as e:
-        raise DetectorError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}") from e
-    if device.type not in ("cpu", "cuda"):
-        raise DetectorError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    device = torch.device(spec)
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= count:
@@ -61,6 +81,15 @@ def resolve_device(spec: str) -> torch.device:
                           stacklevel=2)
             return torch.device("cpu")
     return device
+
+
+def _coding(kind: str, T: Any, f_c: Any, half_start: bool) -> SpikeCoding:
+    """The spike coding asked for; f_c None = the coding's own default."""
+    try:
+        return SpikeCoding(kind=kind, T=int(T), f_c=None if f_c is None else int(f_c),
+                           half_start=half_start)
+    except ValueError as e:
+        raise DetectorError(f"invalid spike coding: {e}") from e
 
 
 def _check_lambdas(ann: nn.Module, lambdas: dict[str, torch.Tensor], path: Path) -> None:
@@ -98,36 +127,35 @@ class Detector:
     lambdas, so any of them work (theta = lambda / L). statistics=False skips spike counting
     and energy figures (the fastest fused engine; FrameResult.energy is then None); with it on,
     detect(count_spikes=False) skips them for one call, so a caller can sample frames.
+    threads: CPU threads of inference, set before each detect() (torch's pool is process-wide,
+    so the Detector that runs sets it); None leaves torch's setting alone.
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
                  timesteps: int | None = None, compression: int | None = None,
-                 coding: str | None = None, half: bool = False,
-                 statistics: bool = True) -> None:
+                 coding: str | None = None, statistics: bool = True,
+                 threads: int | None = None) -> None:
         if engine not in ENGINES:
             raise DetectorError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if threads is not None and threads < 1:
+            raise DetectorError(f"threads must be at least 1 (or None), got {threads}")
+        self.threads = threads
         self.model_path = resolve_model_path(model_path)
         model_file, ann = _read_model_file(self.model_path)
         meta = model_file.metadata
         snn_meta = meta.get("snn", {})
         self.names: list[str] = list(meta["names"])
-        size = meta.get("input_size") or [640, 640]
+        size = meta.get("input_size") or DEFAULT_INPUT_SIZE
         self.input_size: tuple[int, int] = (int(size[0]), int(size[1]))
         self.engine = engine
         self.device = resolve_device(device)
-        self.half = half and self.device.type == "cuda"
-        try:
-            self.coding = SpikeCoding(
-                kind=coding or snn_meta.get("coding", "stdi"),
-                T=int(timesteps or snn_meta.get("T", 4)),
-                f_c=int(compression or snn_meta.get("f_c", 4)),
-                half_start=bool(snn_meta.get("half_start", False)),
-            )
-        except ValueError as e:
-            raise DetectorError(f"invalid spike coding: {e}") from e
+        self.coding = _coding(coding or snn_meta.get("coding", "stdi"),
+                              timesteps or snn_meta.get("T", DEFAULT_T),
+                              compression or snn_meta.get("f_c"),
+                              bool(snn_meta.get("half_start", False)))
         self.model = self._build(ann, model_file.lambdas).to(self.device).eval()
-        if self.half:
-            self.model.half()
+        self._cancel: threading.Event | None = None
+        self._cancel_hooks = False
         self._counting = statistics
         set_statistics(self.model, statistics)
         self.energy_meter = EnergyMeter(self.model) if engine != "ann" and statistics else None
@@ -165,50 +193,48 @@ class Detector:
             reset_statistics(self.model)  # counts accumulate per sample: one frame's only
         return meter
 
-    @staticmethod
-    def _energy(meter: EnergyMeter, input_shape: torch.Size, sample: int) -> dict[str, float]:
-        """The frame's totals: what a node publishes (per-layer figures via energy_meter)."""
-        report = meter.report(input_shape, sample)
-        neurons = sum(layer.neurons for layer in report.layers)
-        return {
-            "spikes": report.spikes,
-            "spikes_per_neuron_step": report.spikes / (neurons * report.T) if neurons else 0.0,
-            "sops": report.sops,
-            "macs_first_layer": float(report.macs_first),
-            "macs_ann": float(report.macs_ann),
-            "energy_snn_j": report.energy_snn,
-            "energy_ann_j": report.energy_ann,
-        }
-
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[torch.Tensor, list]:
         """Letterbox each RGB image to the model's input size -> a [N, 3, H, W] float batch."""
-        batch, infos = [], []
         for image in images:
             _check_image(image)
-            padded, info = letterbox(image, self.input_size)
-            batch.append(padded)
-            infos.append(info)
-        x = torch.from_numpy(np.stack(batch)).to(self.device).permute(0, 3, 1, 2)
-        x = x.half() if self.half else x.float()
-        return x / 255.0, infos
+        return network_input(images, self.input_size, self.device)
+
+    def _watch(self, cancel: threading.Event | None) -> None:
+        """Arm `cancel` for the next forward pass; the hooks go in on the first call that
+        passes one, so callers that never cancel pay nothing."""
+        self._cancel = cancel
+        if cancel is not None and not self._cancel_hooks:
+            for module in self.model.modules():
+                module.register_forward_pre_hook(self._check_cancel)
+            self._cancel_hooks = True
+
+    def _check_cancel(self, _module: nn.Module, _inputs: Any) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise DetectionCancelled("detection cancelled")
 
     @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray], score_threshold: float = 0.25,
                iou_threshold: float = 0.45, max_detections: int = 100,
                classes: Sequence[int] | None = None,
-               count_spikes: bool = True, multi_label: bool = False) -> list[FrameResult]:
+               count_spikes: bool = True, multi_label: bool = False,
+               cancel: threading.Event | None = None) -> list[FrameResult]:
         """Detections per image, boxes in that image's own pixels, with its spike statistics
         (count_spikes=False: none this call, at the speed of statistics=False; multi_label:
-        every class above the threshold per box, as YOLOv5 scores mAP)."""
+        every class above the threshold per box, as YOLOv5 scores mAP). Setting `cancel`
+        (from another thread) abandons the call before the next layer: DetectionCancelled."""
         if len(images) == 0:
             return []
+        if self.threads is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         start = time.perf_counter()
         x, infos = self.preprocess(images)
         meter = self._meter_for_call(count_spikes)
+        self._watch(cancel)
         predictions, _raw = self.model(x)
         per_image = postprocess(predictions, score_threshold, iou_threshold,
                                 list(classes) if classes else None, max_detections, multi_label)
-        energy = [self._energy(meter, x.shape, i) if meter else None for i in range(len(images))]
+        energy = [FrameEnergy.from_report(meter.report(x.shape, i)) if meter else None
+                  for i in range(len(images))]
         elapsed = (time.perf_counter() - start) / len(images)
         return [
             FrameResult(unletterbox_boxes(d.boxes_xyxy, info), d.scores, d.class_ids, e, elapsed)

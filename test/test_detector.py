@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from suhd_ros.detector import Detector, DetectorError, resolve_device
+from suhd_ros.detector import (
+    DetectionCancelled,
+    Detector,
+    DetectorError,
+    parse_device,
+    resolve_device,
+)
+from suhd_ros.snn.energy import FrameEnergy
 from suhd_ros.snn.layers import SpikeProducer
 from suhd_ros.synthetic.scenes import generate_scene
 from suhd_ros.tools import convert as convert_tool
@@ -41,8 +49,8 @@ def test_fused_and_reference_give_the_same_detections_and_spikes(snn_file, image
         np.testing.assert_allclose(f.scores, r.scores, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(f.boxes_xyxy, r.boxes_xyxy, atol=1e-2)
         np.testing.assert_array_equal(f.class_ids, r.class_ids)
-        assert f.energy["spikes"] == pytest.approx(r.energy["spikes"], rel=1e-3)
-        assert f.energy["sops"] == pytest.approx(r.energy["sops"], rel=1e-3)
+        assert f.energy.spikes == pytest.approx(r.energy.spikes, rel=1e-3)
+        assert f.energy.sops == pytest.approx(r.energy.sops, rel=1e-3)
 
 
 def test_boxes_are_in_each_original_image(snn_file, images) -> None:
@@ -59,11 +67,11 @@ def test_energy_figures_are_consistent(snn_file, images) -> None:
     detector = Detector(snn_file, "cpu")
     energy = detector.detect(images[:1], **ANY)[0].energy
     assert detector.detect(images[:1], **ANY)[0].energy == energy  # per frame, not cumulative
-    assert energy["spikes"] > 0 and energy["sops"] > energy["spikes"]
-    assert energy["energy_snn_j"] == pytest.approx(
-        4.6e-12 * energy["macs_first_layer"] + 0.9e-12 * energy["sops"])
-    assert energy["energy_ann_j"] == pytest.approx(4.6e-12 * energy["macs_ann"])
-    assert 0 < energy["macs_first_layer"] < energy["macs_ann"]
+    assert energy.spikes > 0 and energy.sops > energy.spikes
+    assert energy.energy_snn_j == pytest.approx(
+        4.6e-12 * energy.macs_first_layer + 0.9e-12 * energy.sops)
+    assert energy.energy_ann_j == pytest.approx(4.6e-12 * energy.macs_ann)
+    assert 0 < energy.macs_first_layer < energy.macs_ann
 
 
 def test_statistics_off_gives_the_same_detections_without_energy(snn_file, images) -> None:
@@ -95,8 +103,11 @@ def test_ann_engine_and_timestep_override(snn_file, images) -> None:
 
 
 def test_allowlist_and_max_detections(snn_file, images) -> None:
-    result = Detector(snn_file, "cpu").detect(images[:1], 0.0, 0.7, 5, classes=[2, 3])[0]
-    assert len(result.scores) <= 5 and set(result.class_ids.tolist()) <= {2, 3}
+    detector = Detector(snn_file, "cpu")
+    everything = detector.detect(images[:1], 0.0, 0.7, 100)[0]
+    assert set(everything.class_ids.tolist()) - {2, 3}  # the allowlist has boxes to remove
+    result = detector.detect(images[:1], 0.0, 0.7, 5, classes=[2, 3])[0]
+    assert len(result.scores) == 5 and set(result.class_ids.tolist()) <= {2, 3}
 
 
 def test_errors_are_clear(snn_file, tmp_path) -> None:
@@ -141,3 +152,52 @@ def test_convert_and_detect_command_lines(tmp_path, images) -> None:
     assert (tmp_path / "out" / "0.png").is_file()
     assert convert_tool.main([str(tmp_path / "nope.pt"), "--images", str(calib),
                               "-o", str(out)]) == 2
+
+
+def test_device_strings_are_parsed_in_one_place() -> None:
+    assert [parse_device(s) for s in (" CPU ", "auto", "cuda", "cuda:3")] == [
+        "cpu", "auto", "cuda", "cuda:3"]
+    for bad in ("tpu", "cuda:", "cuda:x", "", 3, None):
+        with pytest.raises(DetectorError, match="device must be"):
+            parse_device(bad)
+
+
+def test_the_detector_sets_its_threads_when_it_runs(snn_file, images) -> None:
+    before = torch.get_num_threads()
+    try:
+        detector = Detector(snn_file, "cpu", threads=2)
+        torch.set_num_threads(1)  # e.g. another detector ran in between
+        detector.detect(images[:1], **ANY)
+        assert torch.get_num_threads() == 2
+        Detector(snn_file, "cpu").detect(images[:1], **ANY)  # None: leaves it alone
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(DetectorError, match="threads"):
+        Detector(snn_file, "cpu", threads=0)
+
+
+def test_a_set_cancel_event_abandons_detection_and_the_next_call_works(snn_file, images) -> None:
+    detector = Detector(snn_file, "cpu", engine="reference")
+    expected = detector.detect(images[:1], **ANY)[0]
+    layers_run = []
+    for module in detector.model.modules():
+        module.register_forward_pre_hook(lambda m, _i: layers_run.append(m))
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(DetectionCancelled):
+        detector.detect(images[:1], cancel=cancel, **ANY)
+    assert len(layers_run) <= 1  # stopped before the first layer's work
+    again = detector.detect(images[:1], cancel=threading.Event(), **ANY)[0]
+    np.testing.assert_array_equal(again.boxes_xyxy, expected.boxes_xyxy)
+    assert again.energy == expected.energy
+
+
+def test_frame_energy_mean_is_per_figure() -> None:
+    a = FrameEnergy(1.0, 0.1, 10.0, 5.0, 50.0, 2e-9, 4e-9)
+    b = FrameEnergy(3.0, 0.3, 30.0, 5.0, 50.0, 4e-9, 4e-9)
+    mean = FrameEnergy.mean([a, b])
+    assert (mean.spikes, mean.sops, mean.macs_ann) == (2.0, 20.0, 50.0)
+    assert mean.energy_snn_j == pytest.approx(3e-9)
+    with pytest.raises(ValueError):
+        FrameEnergy.mean([])

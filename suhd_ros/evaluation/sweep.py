@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from suhd_ros.detector import Detector
 from suhd_ros.evaluation.coco import any_class, evaluate_detections
+from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T
+from suhd_ros.snn.energy import FrameEnergy
 from suhd_ros.synthetic.scenes import BENCHMARK_SIZE, SPLITS, Scene, generate_scene
 
 
@@ -20,8 +20,8 @@ class RunConfig:
 
     engine: str = "fused"  # "ann" | "fused" | "reference"
     coding: str = "stdi"
-    T: int = 4
-    f_c: int = 4
+    T: int = DEFAULT_T
+    f_c: int = DEFAULT_F_C
 
     @property
     def label(self) -> str:
@@ -79,8 +79,7 @@ def evaluate(detector: Detector, scenes: Sequence[Scene], batch_size: int = 8,
            "map50_small_any_class": found["map50_by_size"]["small"],
            "ms_per_image": 1e3 * seconds / max(len(scenes), 1)}
     if energies:
-        for key in energies[0]:
-            row[key] = float(np.mean([e[key] for e in energies]))
+        row |= asdict(FrameEnergy.mean(energies))
     return row
 
 

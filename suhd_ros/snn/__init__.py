@@ -1,6 +1,6 @@
 """Spiking core: STDI neurons, spiking layers, engines, energy accounting. No ROS imports."""
 
-from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T, SpikeCoding
 from suhd_ros.snn.convert import (
     calibrate_thresholds,
     conv_blocks,
@@ -8,8 +8,17 @@ from suhd_ros.snn.convert import (
     fold_batchnorm,
     fold_bn,
 )
-from suhd_ros.snn.energy import E_AC, E_MAC, EnergyMeter, EnergyReport, LayerEnergy, energy_report
+from suhd_ros.snn.energy import (
+    E_AC,
+    E_MAC,
+    EnergyMeter,
+    EnergyReport,
+    FrameEnergy,
+    LayerEnergy,
+    energy_report,
+)
 from suhd_ros.snn.layers import (
+    SPIKING_ENGINES,
     OutputIntegrator,
     SpikeMaxPool,
     SpikeProducer,
@@ -23,10 +32,14 @@ from suhd_ros.snn.layers import (
 from suhd_ros.snn.neurons import SpikingNeuron, quantise, spikes_from_levels, stdi_fire
 
 __all__ = [
+    "DEFAULT_F_C",
+    "DEFAULT_T",
     "E_AC",
     "E_MAC",
+    "SPIKING_ENGINES",
     "EnergyMeter",
     "EnergyReport",
+    "FrameEnergy",
     "LayerEnergy",
     "OutputIntegrator",
     "SpikeCoding",

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 
 CodingKind = Literal["stdi", "rate"]
+DEFAULT_T = 4  # the paper's setting: lossless conversion at 4 timesteps
+DEFAULT_F_C = 4  # burst cap of STDI coding when neither the caller nor a model file says
 
 
 @dataclass(frozen=True)
@@ -16,18 +18,21 @@ class SpikeCoding:
     kind: "stdi" weighs a spike fired at step t (1-based) by tau(t) = T - t + 1 and allows bursts
         of up to f_c spikes per step; "rate" weighs every spike by 1 and allows one spike per step.
     T: timesteps of the firing phase.
-    f_c: compression scale = burst cap (must be 1 for rate coding).
+    f_c: compression scale = burst cap; None = DEFAULT_F_C for STDI, 1 for rate coding (which
+        sends binary spikes, so any other value is refused).
     half_start: the membrane starts at theta / 2, so the quantiser rounds instead of flooring.
     """
 
     kind: CodingKind = "stdi"
-    T: int = 4
-    f_c: int = 1
+    T: int = DEFAULT_T
+    f_c: int | None = None
     half_start: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("stdi", "rate"):
             raise ValueError(f"kind must be 'stdi' or 'rate', got {self.kind!r}")
+        if self.f_c is None:  # frozen: the one place the default is filled in
+            object.__setattr__(self, "f_c", 1 if self.kind == "rate" else DEFAULT_F_C)
         if not isinstance(self.T, int) or self.T < 1:
             raise ValueError(f"T must be an integer >= 1, got {self.T!r}")
         if not isinstance(self.f_c, int) or self.f_c < 1:

@@ -5,7 +5,10 @@ operations SOPs_l = spikes_l * fanout_l, the direct-input layer's MACs (p_in), t
 E_SNN = E_MAC * MACs_first + E_AC * SOPs against E_ANN = E_MAC * MACs_ANN.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,6 +57,43 @@ class EnergyReport:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FrameEnergy:
+    """One frame's totals: what the node publishes and the tools write (no per-layer figures).
+
+    Typed, so a misspelt figure is an AttributeError, never a silent NaN.
+    """
+
+    spikes: float
+    spikes_per_neuron_step: float
+    sops: float
+    macs_first_layer: float
+    macs_ann: float
+    energy_snn_j: float
+    energy_ann_j: float
+
+    @classmethod
+    def from_report(cls, report: EnergyReport) -> FrameEnergy:
+        neurons = sum(layer.neurons for layer in report.layers)
+        return cls(
+            spikes=report.spikes,
+            spikes_per_neuron_step=report.spikes / (neurons * report.T) if neurons else 0.0,
+            sops=report.sops,
+            macs_first_layer=float(report.macs_first),
+            macs_ann=float(report.macs_ann),
+            energy_snn_j=report.energy_snn,
+            energy_ann_j=report.energy_ann,
+        )
+
+    @classmethod
+    def mean(cls, frames: Sequence[FrameEnergy]) -> FrameEnergy:
+        """Each figure averaged over frames (at least one)."""
+        if not frames:
+            raise ValueError("no frames to average")
+        return cls(**{f.name: sum(getattr(e, f.name) for e in frames) / len(frames)
+                      for f in dataclasses.fields(cls)})
 
 
 @dataclass(frozen=True)

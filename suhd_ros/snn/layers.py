@@ -16,13 +16,13 @@ from suhd_ros.snn.coding import SpikeCoding
 from suhd_ros.snn.neurons import quantise, spikes_from_levels, stdi_fire, theta_tensor
 
 Engine = Literal["reference", "fused"]
-ENGINES: tuple[Engine, ...] = ("reference", "fused")
+SPIKING_ENGINES: tuple[Engine, ...] = ("fused", "reference")
 _EXACT_FLOAT_COUNT = 2**24  # float32 counts are exact below this
 
 
 def check_engine(engine: str) -> Engine:
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine not in SPIKING_ENGINES:
+        raise ValueError(f"engine must be one of {SPIKING_ENGINES}, got {engine!r}")
     return engine  # type: ignore[return-value]
 
 

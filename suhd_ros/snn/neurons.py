@@ -100,18 +100,11 @@ class SpikingNeuron(nn.Module):
     def forward(self, V: Tensor) -> Tensor:
         """Charge with V, fire all T steps; returns spikes [T, *V.shape] (counts 0..f_c).
 
-        The same arithmetic as `fire` step by step, written in place into one output tensor
-        (the reference engine spends most of its time in these passes). The residual membrane
-        stays in `u` until the next reset.
+        The residual membrane stays in `u` until the next reset.
         """
         self.reset()
         self.charge(V)
-        u = self.u.detach()  # spikes are piecewise constant in V: no gradient flows anyway
-        spikes = u.new_empty((self.coding.T, *u.shape))
-        for s, tau_t in zip(spikes, self.coding.tau, strict=True):
-            torch.div(u, tau_t, out=s).floor_().clamp_(0, self.coding.f_c)
-            u.sub_(s, alpha=tau_t)  # s * tau_t is exact: the same as u - s * tau_t
-        self.u = u
+        spikes, self.u = _fire_all(self.u.detach(), self.coding)
         return spikes
 
     def level(self, V: Tensor) -> Tensor:
@@ -119,6 +112,23 @@ class SpikingNeuron(nn.Module):
         return quantise(V, self.theta, self.coding)
 
 
+def _fire_all(u: Tensor, coding: SpikeCoding) -> tuple[Tensor, Tensor]:
+    """The T firing steps of `fire` on a membrane u in units of theta, written in place into
+    one output tensor (the reference engine spends most of its time in these passes); u is
+    overwritten with the residual. Returns (spikes [T, *u.shape], residual)."""
+    spikes = u.new_empty((coding.T, *u.shape))
+    for s, tau_t in zip(spikes, coding.tau, strict=True):
+        torch.div(u, tau_t, out=s).floor_().clamp_(0, coding.f_c)
+        u.sub_(s, alpha=tau_t)  # s * tau_t is exact: the same as u - s * tau_t
+    return spikes, u
+
+
 def stdi_fire(V: Tensor, theta: float | Tensor, coding: SpikeCoding) -> Tensor:
-    """The literal firing loop on a potential V: spikes [T, *V.shape]."""
-    return SpikingNeuron(theta, coding).to(V.device)(V)
+    """The literal firing loop on a potential V (charged once from rest): spikes [T, *V.shape].
+
+    Spikes are piecewise constant in V, so no gradient flows through them.
+    """
+    u = V.detach() / theta_tensor(theta).to(V.device, V.dtype)
+    if coding.half_start:
+        u.add_(0.5)
+    return _fire_all(u, coding)[0]

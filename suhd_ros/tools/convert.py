@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from suhd_ros.conversion import ConversionSettings, convert, image_files, read_rgb
+from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T
+from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,10 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=256,
                    help="use at most this many calibration images (default 256)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="network input size (default: the source's, else 640 640)")
-    p.add_argument("--timesteps", "-T", type=int, default=4, help="T (default 4)")
-    p.add_argument("--compression", "--fc", type=int, default=4,
-                   help="f_c, the burst cap per step (default 4; 1 = binary spikes)")
+                   help="network input size (default: the source's, else "
+                        f"{DEFAULT_INPUT_SIZE[0]} {DEFAULT_INPUT_SIZE[1]})")
+    p.add_argument("--timesteps", "-T", type=int, default=DEFAULT_T,
+                   help=f"T (default {DEFAULT_T})")
+    p.add_argument("--compression", "--fc", type=int, default=DEFAULT_F_C,
+                   help=f"f_c, the burst cap per step (default {DEFAULT_F_C}; 1 = binary spikes)")
     p.add_argument("--coding", choices=("stdi", "rate"), default="stdi",
                    help="spike coding (default stdi; rate = the rate-coding baseline)")
     p.add_argument("--half-start", action="store_true",

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -76,7 +77,7 @@ def _record(name: str, result: FrameResult, names: list[str]) -> dict:
              "score": float(s), "box_xyxy": [float(v) for v in b]}
             for b, s, c in zip(result.boxes_xyxy, result.scores, result.class_ids, strict=True)
         ],
-        "energy": result.energy,
+        "energy": asdict(result.energy) if result.energy else None,
         "inference_ms": result.inference_s * 1e3,
     }
 

@@ -18,7 +18,8 @@ import torch
 from suhd_ros.synthetic.export import load_coco
 from suhd_ros.synthetic.scenes import SPLITS, SceneStyle, generate_scene
 from suhd_ros.training.augment import Augmentation, augment_hsv, flip, random_affine
-from suhd_ros.yolo.letterbox import PAD_VALUE, letterbox, letterbox_boxes
+from suhd_ros.yolo.letterbox import letterbox, letterbox_boxes
+from suhd_ros.yolo.preprocess import network_input
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def load_sample(
 ) -> Sample:
     """Letterbox one scene to the square network input; augment when `rng` and `aug` are given."""
     image, boxes, class_ids = source[index]
-    image, info = letterbox(image, img_size, color=PAD_VALUE)
+    image, info = letterbox(image, img_size)
     boxes = letterbox_boxes(boxes, info).reshape(-1, 4)
     if rng is not None and aug is not None:
         image, boxes, keep = random_affine(rng, image, boxes, aug)
@@ -97,8 +98,13 @@ def load_sample(
 
 
 def collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images [N, 3, S, S] float in 0..1 and targets [M, 6] (image, class, cx, cy, w, h) in 0..1."""
-    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
+    """Images [N, 3, S, S] float in 0..1 and targets [M, 6] (image, class, cx, cy, w, h) in 0..1.
+
+    The samples are letterboxed already, so `network_input` passes them through unchanged: the
+    same tensor inference and calibration make from the same picture.
+    """
+    size = samples[0].image.shape[:2]
+    images, _ = network_input([s.image for s in samples], size)
     rows = []
     for i, s in enumerate(samples):
         height, width = s.image.shape[:2]
@@ -108,4 +114,4 @@ def collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         index = np.full((len(norm), 1), i, np.float32)
         rows.append(np.concatenate((index, s.class_ids[:, None].astype(np.float32), norm), axis=1))
     targets = torch.from_numpy(np.concatenate(rows).reshape(-1, 6)) if rows else torch.zeros(0, 6)
-    return images.float().div_(255.0), targets
+    return images, targets

@@ -7,6 +7,9 @@ checkpoint and one made here go through the same parser, and both can be stored 
 
 import copy
 
+# (H, W) of the network input when neither a model file nor the caller says
+DEFAULT_INPUT_SIZE = (640, 640)
+
 ANCHORS: list[list[int]] = [
     [10, 13, 16, 30, 33, 23],  # P3/8
     [30, 61, 62, 45, 59, 119],  # P4/16
