@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suhd_ros.snn.coding import SpikeCoding
-from suhd_ros.snn.neurons import quantise, spikes_from_levels, stdi_fire, theta_tensor
+from suhd_ros.snn.neurons import SpikingNeuron, spikes_from_levels, stdi_fire
 
 Engine = Literal["reference", "fused"]
 SPIKING_ENGINES: tuple[Engine, ...] = ("fused", "reference")
@@ -89,7 +89,8 @@ class SpikingLayer(nn.Module):
 
 
 class SpikeProducer(SpikingLayer):
-    """A layer that fires: it owns theta and counts its spikes per sample and step.
+    """A layer that fires: it owns its neurons (and so theta) and counts their spikes per
+    sample and step.
 
     Since the last `reset_statistics`: `spike_counts` [N, T] (int64) sums the spikes of each
     sample of the batch (a batch of another size starts it anew), `total_counts` [T] sums over
@@ -99,10 +100,14 @@ class SpikeProducer(SpikingLayer):
 
     def __init__(self, theta: float | Tensor, coding: SpikeCoding, engine: Engine) -> None:
         super().__init__(coding, engine)
-        self.register_buffer("theta", theta_tensor(theta))
+        self.neuron = SpikingNeuron(theta, coding)
         self.register_buffer("level_spikes", level_spike_table(coding), persistent=False)
         self.record_statistics = True
         self.reset_statistics()
+
+    @property
+    def theta(self) -> Tensor:
+        return self.neuron.theta
 
     def reset_statistics(self) -> None:
         self.spike_counts: Tensor | None = None
@@ -150,9 +155,11 @@ class SpikingConv(SpikeProducer):
             V = self.conv(x)
         else:
             V = integrate(self.conv, x, self.coding, self.engine)
-        if self.engine == "reference":
-            return self._emit_spikes(stdi_fire(V, self.theta, self.coding))
-        return self._emit_levels(quantise(V, self.theta, self.coding, inplace=True))
+        if self.engine == "fused":
+            return self._emit_levels(self.neuron.level(V, inplace=True))
+        spikes = self.neuron(V)
+        self.neuron.reset()  # temporal separation: nothing carries over to the next frame
+        return self._emit_spikes(spikes)
 
 
 class SpikeMaxPool(SpikeProducer):

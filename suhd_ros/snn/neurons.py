@@ -55,21 +55,22 @@ def spikes_from_levels(n: Tensor, coding: SpikeCoding) -> Tensor:
     return torch.stack(spikes)
 
 
-def fire_step(u: Tensor, tau_t: int, f_c: int) -> tuple[Tensor, Tensor]:
-    """One firing step in units of theta, the paper's eq. 12: a burst of
-    s = min(floor(u / tau(t)), f_c) spikes where u >= tau(t), then reset by subtraction.
-
-    Returns (spikes, membrane after the step).
+def fire_step_(u: Tensor, tau_t: int, f_c: int, out: Tensor | None = None) -> Tensor:
+    """One firing step in units of theta, the paper's eq. 12, in place: a burst of
+    s = min(floor(u / tau(t)), f_c) spikes where u >= tau(t), then u -= s tau(t) (reset by
+    subtraction; exact, since s tau(t) is an integer). Returns s (written into `out` if given).
     """
-    s = torch.floor(u / tau_t).clamp_(0, f_c)
-    return s, u - s * tau_t
+    s = torch.div(u, tau_t, out=out).floor_().clamp_(0, f_c)
+    u.sub_(s, alpha=tau_t)
+    return s
 
 
 class SpikingNeuron(nn.Module):
     """A layer of SUHD neurons with explicit membrane state (temporal separation).
 
     The accumulation phase charges the whole input once (`charge`), then the firing phase runs
-    `fire` for t = 1..T. theta is a buffer: a scalar, or one value per channel of [N, C, H, W].
+    `fire` for t = 1..T; `reset` forgets the membrane between frames. theta is a buffer: a
+    scalar, or one value per channel of [N, C, H, W]. The membrane u is kept in units of theta.
     """
 
     def __init__(self, theta: float | Tensor, coding: SpikeCoding) -> None:
@@ -83,52 +84,50 @@ class SpikingNeuron(nn.Module):
         self.u = None
 
     def charge(self, V: Tensor) -> None:
-        """Accumulation phase: add the integrated input current V (absolute units)."""
-        u = V / self.theta
+        """Accumulation phase: add the integrated input current V (absolute units).
+
+        Spikes are piecewise constant in V, so no gradient flows through the membrane.
+        """
+        u = V.detach() / self.theta
         if self.u is not None:
             self.u = self.u + u
         else:
             self.u = u.add_(0.5) if self.coding.half_start else u
 
-    def fire(self, t: int) -> Tensor:
-        """Firing phase, step t (0-based): burst spikes at threshold tau(t) theta, then reset."""
+    def fire(self, t: int, out: Tensor | None = None) -> Tensor:
+        """Firing phase, step t (0-based): burst spikes at threshold tau(t) theta, then reset
+        by subtraction (into `out` if given, e.g. one step of a train)."""
         if self.u is None:
             raise RuntimeError("charge the neuron before firing it")
-        s, self.u = fire_step(self.u, self.coding.tau[t], self.coding.f_c)
-        return s
+        return fire_step_(self.u, self.coding.tau[t], self.coding.f_c, out)
 
     def forward(self, V: Tensor) -> Tensor:
-        """Charge with V, fire all T steps; returns spikes [T, *V.shape] (counts 0..f_c).
+        """Charge with V from rest, fire all T steps; spikes [T, *V.shape] (counts 0..f_c).
 
         The residual membrane stays in `u` until the next reset.
         """
         self.reset()
         self.charge(V)
-        spikes, self.u = _fire_all(self.u.detach(), self.coding)
+        spikes = self.u.new_empty((self.coding.T, *self.u.shape))
+        for t in range(self.coding.T):
+            self.fire(t, out=spikes[t])
         return spikes
 
-    def level(self, V: Tensor) -> Tensor:
-        """What `forward` sends, as a level n = sum_t tau(t) s(t), without the time loop."""
-        return quantise(V, self.theta, self.coding)
-
-
-def _fire_all(u: Tensor, coding: SpikeCoding) -> tuple[Tensor, Tensor]:
-    """The T firing steps of `fire` on a membrane u in units of theta, written in place into
-    one output tensor (the reference engine spends most of its time in these passes); u is
-    overwritten with the residual. Returns (spikes [T, *u.shape], residual)."""
-    spikes = u.new_empty((coding.T, *u.shape))
-    for s, tau_t in zip(spikes, coding.tau, strict=True):
-        torch.div(u, tau_t, out=s).floor_().clamp_(0, coding.f_c)
-        u.sub_(s, alpha=tau_t)  # s * tau_t is exact: the same as u - s * tau_t
-    return spikes, u
+    def level(self, V: Tensor, inplace: bool = False) -> Tensor:
+        """What `forward` sends, as a level n = sum_t tau(t) s(t), without the time loop (the
+        fused engine); inplace overwrites V."""
+        return quantise(V, self.theta, self.coding, inplace)
 
 
 def stdi_fire(V: Tensor, theta: float | Tensor, coding: SpikeCoding) -> Tensor:
-    """The literal firing loop on a potential V (charged once from rest): spikes [T, *V.shape].
+    """The literal firing loop on a potential V charged from rest: spikes [T, *V.shape].
 
-    Spikes are piecewise constant in V, so no gradient flows through them.
+    The functional form of `SpikingNeuron(theta, coding)(V)`, for callers that keep no state.
     """
     u = V.detach() / theta_tensor(theta).to(V.device, V.dtype)
     if coding.half_start:
         u.add_(0.5)
-    return _fire_all(u, coding)[0]
+    spikes = u.new_empty((coding.T, *u.shape))
+    for s, tau_t in zip(spikes, coding.tau, strict=True):
+        fire_step_(u, tau_t, coding.f_c, out=s)
+    return spikes
