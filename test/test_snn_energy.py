@@ -1,5 +1,7 @@
 """Energy accounting against figures worked out by hand."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -69,7 +71,7 @@ def test_hand_worked_two_conv_network(engine: str) -> None:
     assert report.energy_ann == pytest.approx(4.6e-12 * 236)
     cheap = energy_report(net, (1, 2, 2), e_mac=1.0, e_ac=0.5)
     assert (cheap.energy_snn, cheap.energy_ann) == (8 + 139, 236)
-    assert report.as_dict()["layers"][0]["name"] == "c1"
+    assert dataclasses.asdict(report)["layers"][0]["name"] == "c1"
 
 
 class Branchy(nn.Module):

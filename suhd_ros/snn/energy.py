@@ -55,9 +55,6 @@ class EnergyReport:
     energy_snn: float
     energy_ann: float
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 @dataclass(frozen=True)
 class FrameEnergy:
