@@ -24,7 +24,7 @@ from suhd_ros.conversion import ConversionSettings, convert
 from suhd_ros.detector import Detector
 from suhd_ros.evaluation.sweep import benchmark_scenes, evaluate
 from suhd_ros.paths import DEFAULT_MODEL
-from suhd_ros.training.loop import main as train_main
+from suhd_ros.tools.train import main as train_main
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_1, STAGE_2, STAGE_3, RUN = (
