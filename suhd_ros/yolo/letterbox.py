@@ -29,9 +29,9 @@ def _target_shape(new_shape: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def letterbox(
-    image: np.ndarray, new_shape: int | tuple[int, int] = 640, color: int = PAD_VALUE
+    image: np.ndarray, new_shape: int | tuple[int, int]
 ) -> tuple[np.ndarray, LetterboxInfo]:
-    """Resize an HxWx3 uint8 image to fit ``new_shape`` (h, w), centred on a ``color`` border."""
+    """Resize an HxWx3 uint8 image to fit ``new_shape`` (h, w), centred on a PAD_VALUE border."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
@@ -43,7 +43,7 @@ def letterbox(
     pad_x, pad_y = (new_w - unpad_w) // 2, (new_h - unpad_h) // 2
     padded = cv2.copyMakeBorder(
         image, pad_y, new_h - unpad_h - pad_y, pad_x, new_w - unpad_w - pad_x,
-        cv2.BORDER_CONSTANT, value=(color, color, color),
+        cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
     )
     info = LetterboxInfo((unpad_w / w, unpad_h / h), pad_x, pad_y, (h, w))
     return padded, info
