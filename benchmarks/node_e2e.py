@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from suhd_ros.ros.fastdds import PROFILE_VARIABLES, profile_path
+from suhd_ros.ros.processes import start_node, stop_node
 
 NAMESPACE = "/suhd_bench"
 REPO = Path(__file__).resolve().parent.parent
@@ -57,24 +55,6 @@ def ros_environment(profile: Path | None = None) -> dict[str, str]:
             "ROS_LOG_DIR": str(REPO / "build" / "ros_log"),
             "ROS_HOME": str(REPO / "build" / "ros_home"),
             **(dict.fromkeys(PROFILE_VARIABLES, str(profile)) if profile else {})}
-
-
-def _start(module: str, parameters: dict[str, object], env: dict[str, str],
-           log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__ns:={NAMESPACE}"]
-    for name, value in parameters.items():
-        args += ["-p", f"{name}:={value}"]
-    with log.open("w") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def rss_mb(pid: int) -> float:
@@ -158,8 +138,8 @@ def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
     import rclpy
 
     log_dir.mkdir(parents=True, exist_ok=True)
-    detector = _start("suhd_ros.ros.detector_node", {"model_path": model, "device": "cpu"}, env,
-                      log_dir / "detector_node.log")
+    detector = start_node("detector_node", log_dir / "detector_node.log", NAMESPACE,
+                          {"model_path": model, "device": "cpu"}, env)
     camera = None
     rclpy.init()
     monitor = Monitor()
@@ -167,9 +147,9 @@ def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
         if not monitor.spin_until(
                 lambda: monitor.node.count_publishers(f"{NAMESPACE}/detections") > 0, 120):
             raise RuntimeError(f"the detector node did not come up: see {log_dir}")
-        camera = _start("suhd_ros.ros.camera_node", {
+        camera = start_node("camera_node", log_dir / "camera.log", NAMESPACE, {
             "rate": rate_hz, "width": size[0], "height": size[1],
-            "replay_scenes": REPLAY_SCENES}, env, log_dir / "camera.log")
+            "replay_scenes": REPLAY_SCENES}, env)
         if not monitor.spin_until(lambda: monitor.first_detection, 120):
             raise RuntimeError(f"no detections arrived: see {log_dir}")
         monitor.spin_until(lambda: False, SETTLE_S)
@@ -184,16 +164,16 @@ def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
         monitor.recording = False
         sample()
         monitor.spin_until(lambda: False, 1.0)  # detections of the last frames still in flight
-        _stop(camera)
+        stop_node(camera)
         camera = None
         return {**summarise(monitor.seen, duration_s, rate_hz, size),
                 "fastdds_profile": profile.name if profile else None}
     finally:
         if camera is not None:
-            _stop(camera)
+            stop_node(camera)
         monitor.close()
         rclpy.try_shutdown()
-        _stop(detector)
+        stop_node(detector)
 
 
 def summarise(seen: Observed, duration_s: float, rate_hz: float,

@@ -6,10 +6,10 @@ table, and writes a "## Soak" section into a Markdown file (replacing an earlier
 shows as RSS, fds or threads that keep growing; a healthy node is flat after its warm-up.
 Not part of CI:
 
-    .venv/bin/python benchmarks/soak.py [--minutes 10] [--model PATH | --model tiny]
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--model PATH]
 
-The model defaults to the embedded one, or, where that does not exist yet, to the tests'
-tiny random model (test/tiny_model.py), which exercises the plumbing but not the real compute.
+The model defaults to the embedded one (test/test_bench_smoke.py runs a few seconds of it on
+the tests' tiny random model: the plumbing, not the real compute).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import argparse
 import os
 import platform
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suhd_ros.ros.fastdds import PROFILE_VARIABLES, use_package_profile
+from suhd_ros.ros.processes import start_node, stop_node
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "/soak"
@@ -53,38 +52,15 @@ def proc_resources(pid: int) -> tuple[float, int, int]:
     return rss_mb, len(os.listdir(f"/proc/{pid}/fd")), int(fields["Threads"])
 
 
-def resolve_model(spec: str | None, workdir: Path) -> str:
-    """A model path for the node: the one given, the embedded default, or a tiny test model."""
+def resolve_model(spec: str | None) -> str:
+    """A model path for the node: the one given, or the embedded default."""
     from suhd_ros.paths import default_model_path
 
-    if spec and spec != "tiny":
-        return str(Path(spec).resolve())
-    if spec is None and default_model_path().is_file():
-        return str(default_model_path())
-    sys.path.insert(0, str(REPO / "test"))
-    from tiny_model import make_snn_file
-
-    print("soak: using the tiny random test model (plumbing only, not the real compute)")
-    return str(make_snn_file(workdir))
-
-
-def spawn(module: str, log: Path, *parameters: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", f"suhd_ros.ros.{module}", "--ros-args", "-r",
-            f"__ns:={NAMESPACE}"]
-    for parameter in parameters:
-        args += ["-p", parameter]
-    with log.open("w") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> int:
-    """SIGINT, then SIGKILL after ``timeout_s``; the exit status."""
-    process.send_signal(signal.SIGINT)
-    try:
-        return process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+    path = Path(spec).resolve() if spec else default_model_path()
+    if not path.is_file():
+        raise SystemExit(f"soak: no model file {path}"
+                         + ("" if spec else " (the embedded one): give one with --model"))
+    return str(path)
 
 
 class Monitor:
@@ -235,7 +211,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
-    p.add_argument("--model", default=None, help="model file, or 'tiny' (default: embedded)")
+    p.add_argument("--model", default=None, help="model file (default: the embedded one)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--engine", default="fused")
     p.add_argument("--markdown", type=Path, default=REPO / "docs" / "benchmarks.md",
@@ -247,13 +223,13 @@ def parse_args() -> argparse.Namespace:
 def run(args: argparse.Namespace, workdir: Path) -> int:
     import rclpy
 
-    model = resolve_model(args.model, workdir)
+    model = resolve_model(args.model)
     rclpy.init()
     monitor = Monitor()
-    detector = spawn("detector_node", workdir / "detector.log", f"model_path:={model}",
-                     f"device:={args.device}", f"engine:={args.engine}")
-    camera = spawn("camera_node", workdir / "camera.log", f"rate:={args.rate}",
-                   f"width:={args.width}", f"height:={args.height}")
+    detector = start_node("detector_node", workdir / "detector.log", NAMESPACE, {
+        "model_path": model, "device": args.device, "engine": args.engine})
+    camera = start_node("camera_node", workdir / "camera.log", NAMESPACE, {
+        "rate": args.rate, "width": args.width, "height": args.height})
     samples: list[Sample] = []
     try:
         monitor.spin_for(3.0)  # imports, model load, discovery
@@ -270,7 +246,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             last_t, last_count = time.monotonic(), monitor.detections
             print(row(samples[-1]), flush=True)
     finally:
-        exit_codes = {"camera": stop(camera), "detector": stop(detector)}
+        exit_codes = {"camera": stop_node(camera, timeout_s=10.0),
+                      "detector": stop_node(detector, timeout_s=10.0)}
         monitor.close()
         rclpy.try_shutdown()
     lines = summary(samples, monitor, exit_codes)

@@ -1,8 +1,6 @@
-"""Helpers the node tests share (no tests here): a tiny model file, a peer node that spins.
-
-The model is an untrained YOLOv5 at 1/8 width and 64 px input, converted with four scenes as
-calibration: it loads in well under a second and infers in milliseconds, and with a score
-threshold of 0 it always returns boxes, which is what the plumbing tests need.
+"""Helpers the node tests share (no tests here): a peer node that spins and reads /diagnostics,
+stamped headers, a check that boxes lie inside the image. The tiny model file they run is
+tiny_model.py's; node processes are started with suhd_ros.ros.processes.
 """
 
 from __future__ import annotations

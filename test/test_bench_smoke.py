@@ -3,12 +3,15 @@
 One run for the module (tiny model, 4 scenes, one round of one frame; the YOLOv5s and node
 parts skipped), then its page and results.json are checked against figures recomputed here.
 The SpikingJelly checks skip where spikingjelly is not installed (it comes with `make bench`).
+The soak runs for a few seconds on the tiny model, as its own process.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +26,7 @@ import node_e2e
 import report
 import run_all
 
+BENCHMARKS = Path(run_all.__file__).parent
 HAS_SPIKINGJELLY = importlib.util.find_spec("spikingjelly") is not None
 LABELS = ("ANN", report.FUSED, report.FUSED_SAMPLED, report.FUSED_OFF, "SNN reference T=4")
 
@@ -188,3 +192,24 @@ def test_backends_compare_detections_and_spikes_with_eager(tmp_path: Path) -> No
     page = "\n\n".join(report._backend_section({"backends": rows}))
     assert _row(page, "eager")[5:7] == ["3/3", "3/3"]
     assert report._backend_target(rows)[0].startswith("a faster backend")
+
+
+def test_soak_samples_the_node_and_writes_its_section(model_path: Path, tmp_path: Path) -> None:
+    """A few seconds of soak (tiny model, small frames at 10 Hz): the node processes frames,
+    is sampled, ends cleanly on SIGINT, and the section replaces the page's earlier one."""
+    page = tmp_path / "benchmarks.md"
+    page.write_text("# Benchmarks\n\n## Soak\n\nan older soak\n\n## After\n\nkept\n")
+    run = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "soak.py"), "--minutes", "0.1", "--interval", "2",
+         "--rate", "10", "--width", "160", "--height", "120", "--model", str(model_path),
+         "--markdown", str(page)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = page.read_text()
+    assert "an older soak" not in text and text.count("## Soak") == 1
+    assert text.endswith("## After\n\nkept\n")
+    assert f"model `{model_path.name}`" in text
+    assert "- exit status after SIGINT: camera 0, detector 0" in text
+    received = re.search(r"detections received (\d+)", text)
+    assert received and int(received[1]) > 0, text
+    rows = [line for line in text.splitlines() if re.match(r"\| \d+ \| [\d.]+ \|", line)]
+    assert len(rows) >= 2, text

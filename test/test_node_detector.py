@@ -9,9 +9,7 @@ and detection goes on.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from suhd_ros.detector import Detector
 from suhd_ros.paths import default_model_path
 from suhd_ros.ros.conversions import image_to_rgb, msg_to_detections, rgb_to_image
 from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError, decode_image
+from suhd_ros.ros.processes import start_node, stop_node
 from suhd_ros.synthetic.scenes import CLASS_NAMES, generate_scene, split_seed
 
 from ros_peer import Peer, boxes_inside, stamped_header
@@ -45,28 +44,10 @@ def _key(header: Header) -> Key:
     return header.stamp.sec, header.stamp.nanosec, header.frame_id
 
 
-def _start_node(model_path: Path | str, log_path: Path, namespace: str, *parameters: str
-                ) -> subprocess.Popen:
-    """The node in its own process; an empty model_path leaves the default (the embedded model),
-    since rcl cannot parse an empty `-p model_path:=`."""
-    args = [sys.executable, "-m", "suhd_ros.ros.detector_node", "--ros-args",
-            "-r", f"__ns:={namespace}", "-p", "device:=cpu"]
-    if str(model_path):
-        args += ["-p", f"model_path:={model_path}"]
-    for parameter in parameters:
-        args += ["-p", parameter]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with log_path.open("w") as log:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def _stop_node(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _start_node(log_path: Path, namespace: str, *parameters: str) -> subprocess.Popen:
+    """The node in its own process, on the CPU with one thread."""
+    return start_node("detector_node", log_path, namespace, ["device:=cpu", *parameters],
+                      env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +57,7 @@ def node_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def peer(model_path: Path, node_log: Path) -> Iterator[Peer]:
-    process = _start_node(model_path, node_log, NS, "score_threshold:=0.0",
+    process = _start_node(node_log, NS, f"model_path:={model_path}", "score_threshold:=0.0",
                           f"max_detections:={MAX_DETECTIONS}")
     rclpy.init()
     peer = Peer("detector_test_peer")
@@ -85,7 +66,7 @@ def peer(model_path: Path, node_log: Path) -> Iterator[Peer]:
     finally:
         peer.close()
         rclpy.shutdown()
-        _stop_node(process)
+        stop_node(process)
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +209,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_real_model_finds_the_drawn_objects(peer: Peer, tmp_path: Path) -> None:
     """The embedded model, run by a second node process, puts most boxes on the objects."""
     namespace = "/suhd_real"
-    process = _start_node("", tmp_path / "real.log", namespace)
+    process = _start_node(tmp_path / "real.log", namespace)  # no model_path: the embedded one
     try:
         received: dict[Key, Detection2DArray] = {}
         peer.node.create_subscription(
@@ -252,4 +233,4 @@ def test_real_model_finds_the_drawn_objects(peer: Peer, tmp_path: Path) -> None:
         # model's own business (mAP@0.5 0.46, see models/suhd-yolov5n-shapes.md)
         assert found == 3 and on_objects / boxes_total >= 0.5, (on_objects, boxes_total)
     finally:
-        _stop_node(process)
+        stop_node(process)

@@ -1,6 +1,5 @@
 """Conversion of a tiny ANN with YOLOv5's layout; both engines; accuracy of the codings."""
 
-import importlib.util
 import math
 
 import pytest
@@ -20,6 +19,8 @@ from suhd_ros.snn.layers import (
     reset_statistics,
     set_engine,
 )
+from suhd_ros.yolo.config import yolov5_description
+from suhd_ros.yolo.model import YOLOv5
 
 torch.set_num_threads(1)
 
@@ -248,12 +249,7 @@ def test_silu_needs_permission() -> None:
     assert isinstance(snn.stem, SpikingConv)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("suhd_ros.yolo.model") is None,
-                    reason="suhd_ros.yolo.model not written yet")
 def test_converts_yolov5n() -> None:
-    from suhd_ros.yolo.config import yolov5_description
-    from suhd_ros.yolo.model import YOLOv5
-
     ann = YOLOv5.from_description(yolov5_description("n", 8)).eval()
     x = torch.rand(1, 3, 64, 64)
     lambdas = calibrate_thresholds(ann, [x], progress=False)

@@ -1,7 +1,9 @@
 """A tiny YOLOv5 (ReLU) made and converted through the real pipeline, for fast tests.
 
 Its weights are random, so its detections are not meaningful: tests use it for plumbing
-(shapes, engines, files, nodes), never for accuracy.
+(shapes, engines, files, nodes), never for accuracy. At 1/8 width and a 64 x 96 input, calibrated
+on four scenes, it loads in well under a second and infers in milliseconds, and with a score
+threshold of 0 it always returns boxes.
 """
 
 from __future__ import annotations
