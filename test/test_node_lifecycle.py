@@ -257,19 +257,34 @@ def test_energy_is_counted_on_one_frame_in_n(make_node, model_path: Path) -> Non
         peer.close()
 
 
-def test_inference_threads_follow_the_parameter(make_node, model_path: Path) -> None:
+def test_inference_threads_follow_the_parameter(
+    make_node, model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Detector sets torch's thread count before each inference, in the thread that infers
+    (OpenMP keeps the count per thread), so it is read there."""
+    inferring: list[int] = []  # torch's thread count in the inference thread, per detect()
+    detect = Detector.detect
+
+    def spy(self: Detector, *args, **kwargs) -> list:
+        results = detect(self, *args, **kwargs)
+        inferring.append(torch.get_num_threads())
+        return results
+    monkeypatch.setattr(Detector, "detect", spy)
     before = torch.get_num_threads()
     try:
-        node = make_node("/threads", model_path, threads=3)
-        peer = Peer("threads_peer", node)
-        try:
-            values = peer.wait_status("device and model", lambda v: "CPU threads" in v,
-                                      node="/threads/")[2]
-            assert values["CPU threads"] == "3" and torch.get_num_threads() == 3
-        finally:
-            peer.close()
-        make_node("/threads_auto", model_path)  # 0: all cores but one
-        assert torch.get_num_threads() == inference_threads() == max(1, os.cpu_count() - 1)
+        # default 0: all cores but one
+        for ns, parameters, threads in (("/threads", {"threads": 3}, 3),
+                                        ("/threads_auto", {}, inference_threads())):
+            peer = Peer(f"{ns[1:]}_peer", make_node(ns, model_path, **parameters))
+            try:
+                values = peer.wait_status("device and model", lambda v: "CPU threads" in v,
+                                          node=f"{ns}/")[2]
+                pub = peer.node.create_publisher(Image, f"{ns}/image", 10)
+                _detect(peer, pub, f"{ns}/detections", _frame(peer))
+                assert values["CPU threads"] == str(threads) and inferring[-1] == threads
+            finally:
+                peer.close()
+        assert inferring[-1] == inference_threads() == max(1, os.cpu_count() - 1)
     finally:
         torch.set_num_threads(before)
 

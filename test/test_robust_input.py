@@ -66,23 +66,36 @@ class Target:
         self.peer.node.create_subscription(Image, f"{namespace}/overlay", lambda m: None, 10)
         self.frame_ids = (f"fuzz{k}" for k in itertools.count())
         self.rejections = self.detected = 0
+        self.settled: dict[str, str] | None = None  # figures that account for every frame sent
 
-    def rejected(self) -> int:
-        """The node's own counter (in-process); /diagnostics reports it once a second."""
-        return self.node._cameras[0].counts.rejected
+    def figures(self) -> dict[str, str] | None:
+        """The input, output and model figures of the newest /diagnostics message, once every
+        frame it counts as received is also counted processed, rejected or dropped."""
+        statuses = [self.peer.status(c, node=f"{self.namespace}/suhd_detector")
+                    for c in ("input", "output", "device and model")]
+        if None in statuses:
+            return None
+        values = {k: v for _, _, status in statuses for k, v in status.items()}
+        accounted = sum(int(values[k]) for k in ("frames processed", "rejected frames",
+                                                 "dropped frames"))
+        return values if int(values["frames received"]) == accounted else None
 
     def outcome(self, msg: Image | CompressedImage) -> tuple[str, str]:
-        """Publish until the frame is detected or rejected: ("detected", "") or the reason."""
-        before = self.rejected()
+        """Publish until /diagnostics accounts for the frame: ("detected", "") or ("rejected",
+        the reason it reports). Published again only after 3 s without it (lost before DDS
+        discovery), so no copy of one frame lands in the next one's figures."""
+        before = self.settled or self.peer.spin_until(self.figures)
 
-        def done() -> tuple[str, str] | None:
-            if msg.header.frame_id in self.detections:
-                return "detected", ""
-            if self.rejected() > before:
-                return "rejected", self.node._cameras[0].last_reject
-            return None
-        return self.peer.spin_until(done, timeout_s=10.0, every=lambda: self.pub.publish(msg),
-                                    every_s=1.0)
+        def counted() -> dict[str, str] | None:
+            values = self.figures()
+            received = int(before["frames received"])
+            return values if values and int(values["frames received"]) > received else None
+        self.settled = self.peer.spin_until(counted, timeout_s=10.0,
+                                            every=lambda: self.pub.publish(msg), every_s=3.0)
+        if int(self.settled["rejected frames"]) > int(before["rejected frames"]):
+            return "rejected", self.settled["last reject reason"]
+        self.peer.spin_until(lambda: msg.header.frame_id in self.detections)
+        return "detected", ""
 
     def header(self) -> Header:
         return Header(frame_id=next(self.frame_ids),
@@ -192,16 +205,7 @@ def _check_afterwards(target: Target, valid: Image | CompressedImage, log: str) 
     """No stuck worker, no inference error, every received frame accounted for, a logged reason."""
     assert target.outcome(valid)[0] == "detected"
     target.peer.diagnostics = None  # only figures published after that detection count
-
-    def settled() -> dict[str, str] | None:
-        statuses = [target.peer.status(c) for c in ("input", "output", "device and model")]
-        if None in statuses:
-            return None
-        values = {k: v for _, _, status in statuses for k, v in status.items()}
-        accounted = sum(int(values[k]) for k in ("frames processed", "rejected frames",
-                                                 "dropped frames"))
-        return values if int(values["frames received"]) == accounted else None
-    values = target.peer.spin_until(settled)
+    values = target.peer.spin_until(target.figures)
     assert int(values["rejected frames"]) >= target.rejections > 0 and target.detected > 0
     assert values["inference errors"] == "0", values["last error"]
     assert "rejected a frame on image" in log

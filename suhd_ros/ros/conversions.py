@@ -1,4 +1,4 @@
-"""ROS messages <-> numpy: images, vision_msgs detections and labels, diagnostic statuses.
+"""ROS messages <-> numpy: images, vision_msgs detections and labels, diagnostic values.
 
 The nodes, the demo and the tests all build and read messages through these functions, so the
 vision_msgs layout (centre + full size in source-image pixels, ``class_id`` = class index as a
@@ -7,10 +7,10 @@ string) is written down once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import (
@@ -106,23 +106,7 @@ def label_info(header: Header, class_names: Sequence[str], threshold: float) -> 
     )
 
 
-def diagnostic_status(
-    name: str, level: bytes, message: str, values: Mapping[str, object], hardware_id: str = ""
-) -> DiagnosticStatus:
-    """A DiagnosticStatus whose values are KeyValue strings (floats with 4 significant digits)."""
-    return DiagnosticStatus(
-        level=level,
-        name=name,
-        message=message,
-        hardware_id=hardware_id,
-        values=[KeyValue(key=key, value=_text(value)) for key, value in values.items()],
-    )
-
-
-def _text(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def diagnostic_values(status: DiagnosticStatus) -> dict[str, str]:
-    """The status's KeyValues as a dict, for readers of /diagnostics."""
+    """The status's KeyValues as a dict, for readers of /diagnostics (suhd_ros/ros/diagnostics.py
+    writes them)."""
     return {kv.key: kv.value for kv in status.values}

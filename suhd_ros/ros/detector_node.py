@@ -3,7 +3,9 @@
 One model serves one or several cameras. Subscription callbacks only keep each camera's newest
 frame; a worker thread decodes the frames that are waiting, infers them as one batch and
 publishes. A frame replaced before the worker took it counts as dropped. A frame that cannot be
-decoded counts as rejected. Nothing raised while processing ends the node.
+decoded counts as rejected. Nothing raised while processing ends the node. The figures live in
+suhd_ros/frame_statistics.py and their statuses in suhd_ros/ros/diagnostics.py; this file is
+the ROS glue.
 
 Retrying a failed configure: the model parameters are read-only, as parameters that need a
 reload should be, so `on_configure` re-reads them every time and a failure returns the node to
@@ -14,18 +16,16 @@ reload should be, so `on_configure` re-reads them every time and a failure retur
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from functools import partial
 from typing import Any
 
 import numpy as np
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -43,10 +43,23 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from suhd_ros.detector import ENGINES, Detector, DetectorError, FrameResult
+from suhd_ros.detector import (
+    ENGINES,
+    DetectionCancelled,
+    Detector,
+    DetectorError,
+    FrameResult,
+    parse_device,
+)
+from suhd_ros.frame_statistics import (
+    CameraStatistics,
+    FrameStatistics,
+    InferenceErrors,
+    overlay_line,
+)
+from suhd_ros.ros import diagnostics
 from suhd_ros.ros.conversions import (
     detections_to_msg,
-    diagnostic_status,
     image_to_rgb,
     label_info,
     rgb_to_image,
@@ -66,13 +79,54 @@ OUTPUT_QOS = QoSProfile(depth=10)  # reliable, volatile, keep last 10
 # transient local: a subscriber that comes late still gets the labels
 LABEL_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRANSPORTS = ("raw", "compressed")
-NO_INPUT_WARN_S = 3.0  # no frame for this long while active -> WARN
-STATS_WINDOW = 100  # frames the latency / inference / energy figures are taken over
 LOG_THROTTLE_S = 5.0
 # at process exit, wait this long for a frame being inferred, then leave the (daemon) worker
 SHUTDOWN_JOIN_S = 1.0
-_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-_OK, _WARN, _ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+def _descriptor(description: str, *, read_only: bool = False,
+                floats: tuple[float, float] | None = None,
+                ints: tuple[int, int] | None = None) -> ParameterDescriptor:
+    """A descriptor with its range: rclpy refuses values outside it, and tools show it."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if floats is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
+    if ints is not None:
+        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
+    return descriptor
+
+
+RELOAD: dict[str, Any] = {"read_only": True}  # used at configure only: a change needs a reload
+# name, default (or type), description, descriptor options
+PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
+    ("model_path", "", "model file: absolute, or relative to the package's models/; empty = "
+     "the embedded default model", RELOAD),
+    ("device", "auto", "auto, cpu, cuda or cuda:N; CUDA missing -> CPU", RELOAD),
+    ("engine", "fused", f"one of {list(ENGINES)}", RELOAD),
+    ("threads", 0, "CPU threads of inference; 0 = all cores but one (at least 1), which the "
+     "executor, DDS and the camera need", {"ints": (0, 256), **RELOAD}),
+    ("timesteps", 0, "T, the SNN's timesteps; 0 = the model file's",
+     {"ints": (0, 64), **RELOAD}),
+    ("compression", 0, "f_c, the burst cap of one timestep; 0 = the model file's",
+     {"ints": (0, 16), **RELOAD}),
+    ("score_threshold", 0.25, "least score of a detection (live)", {"floats": (0.0, 1.0)}),
+    ("iou_threshold", 0.45, "IoU above which NMS removes a box (live)", {"floats": (0.0, 1.0)}),
+    ("max_detections", 100, "most detections per image (live)", {"ints": (1, 1000)}),
+    ("classes", Parameter.Type.INTEGER_ARRAY, "class indices to keep; empty = all (live)", {}),
+    ("publish_overlay", True, "render the overlay image while someone subscribes to it (live)",
+     {}),
+    ("energy_every_n", 10, "count spikes and energy on one batch of frames in n (live): 1 = "
+     "every frame (slower), 0 = never (fastest)", {"ints": (0, 10000)}),
+    ("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
+     "sensor_msgs/CompressedImage on 'image/compressed'", RELOAD),
+    ("image_topics", Parameter.Type.STRING_ARRAY, "several cameras, one model: their image "
+     "topics; empty = the single topic 'image'", RELOAD),
+    ("qos_reliability", "best_effort", "input QoS reliability: best_effort accepts every "
+     "publisher; reliable, system_default", RELOAD),
+    ("qos_depth", 5, "input QoS history depth", {"ints": (1, 100), **RELOAD}),
+    ("autostart", True, "configure and activate at start", RELOAD),
+)
 
 
 @dataclass(frozen=True)
@@ -91,20 +145,8 @@ LIVE_PARAMETERS = tuple(f.name for f in fields(LiveSettings))
 
 
 @dataclass
-class Counts:
-    """Monotonic frame counters of one camera."""
-
-    received: int = 0
-    rejected: int = 0
-    dropped: int = 0
-    processed: int = 0
-    overlays: int = 0
-    incompatible_qos: int = 0
-
-
-@dataclass
 class Camera:
-    """One input stream: its topics, publishers, newest waiting frame and counters."""
+    """One input stream: its topics, publishers, newest waiting frame and figures."""
 
     key: str  # "" for the single default camera, else the output namespace
     input_topic: str
@@ -113,15 +155,10 @@ class Camera:
     overlay_pub: Any
     subscription: Any = None
     pending: Image | CompressedImage | None = None
-    counts: Counts = field(default_factory=Counts)
-    reported: Counts = field(default_factory=Counts)  # counts at the previous diagnostics
-    last_input: float = float("-inf")  # time.monotonic() of the newest frame
-    last_reject: str = ""
-    output_hz: float = 0.0
+    statistics: CameraStatistics = field(default_factory=CameraStatistics)
 
 
-class InferenceAborted(Exception):
-    """Raised inside the network when the worker must stop; never reported as an error."""
+Batch = list[tuple[Camera, Image | CompressedImage]]  # the frames the worker takes at once
 
 
 def camera_keys(topics: Sequence[str]) -> list[str]:
@@ -141,6 +178,15 @@ def camera_keys(topics: Sequence[str]) -> list[str]:
     return keys
 
 
+def camera_topics(image_topics: Sequence[str], transport: str) -> list[tuple[str, str]]:
+    """(output namespace, input topic) per camera: one camera on 'image' when no topics are
+    given; the compressed transport subscribes to each topic's '/compressed'."""
+    topics = list(image_topics) or ["image"]
+    keys = [""] if topics == ["image"] else camera_keys(topics)
+    suffix = "/compressed" if transport == "compressed" else ""
+    return [(key, topic + suffix) for key, topic in zip(keys, topics, strict=True)]
+
+
 def _choice(name: str, allowed: Sequence[str]) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         return None if value in allowed else f"{name} must be one of {list(allowed)}, got {value!r}"
@@ -148,9 +194,12 @@ def _choice(name: str, allowed: Sequence[str]) -> Callable[[Any], str | None]:
 
 
 def _check_device(value: Any) -> str | None:
-    if isinstance(value, str) and _DEVICE_PATTERN.fullmatch(value.strip().lower()):
-        return None
-    return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    """The Detector's own device check, before anything is loaded."""
+    try:
+        parse_device(value)
+    except DetectorError as exc:
+        return str(exc)
+    return None
 
 
 def _check_classes(value: Any) -> str | None:
@@ -185,12 +234,18 @@ def inference_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def _si(value: float, unit: str) -> str:
-    """A short engineering-notation figure for the overlay ("4.6 mJ"); ASCII only for OpenCV."""
-    for factor, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n"), (1e-12, "p")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+def _incompatible_qos_warning(topic: str, policy_kind: Any, publishers: Sequence[Any],
+                              requested: str) -> str:
+    """Who offers what, and the parameter that fixes it: a QoS mismatch is the commonest reason
+    a detector sees no images."""
+    offers = "; ".join(
+        f"{p.node_namespace.rstrip('/')}/{p.node_name} offers "
+        f"{p.qos_profile.reliability.name.lower()}, {p.qos_profile.durability.name.lower()}"
+        for p in publishers)
+    return (f"a publisher on {topic} has a QoS this subscription cannot accept (policy "
+            f"{qos_policy_name_from_kind(policy_kind)}): {offers or 'publisher gone'}; "
+            f"this node requests {requested} (parameter qos_reliability; "
+            f"best_effort accepts every publisher)")
 
 
 class SuhdDetectorNode(LifecycleNode):
@@ -198,25 +253,20 @@ class SuhdDetectorNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("suhd_detector", **kwargs)
-        self._declare_parameters()
+        self.declare_parameters("", [(name, default, _descriptor(description, **options))
+                                     for name, default, description, options in PARAMETERS])
         self._live = self._read_live_settings()
-        self._frames = threading.Condition()  # guards cameras' pending frames and counters
+        # guards pending frames and figures; notified when a frame waits or the worker must stop
+        self._condition = threading.Condition()
         self._cameras: list[Camera] = []
         self._detector: Detector | None = None
         self._worker: threading.Thread | None = None
-        self._stopping = False
+        self._stop = threading.Event()  # set: the worker ends, abandoning its inference
         self._active = False
         self._enabled = True
         self._configure_error = ""
-        self._errors = 0
-        self._errors_reported = 0
-        self._last_error = ""
-        self._latency_ms: deque[float] = deque(maxlen=STATS_WINDOW)
-        self._inference_ms: deque[float] = deque(maxlen=STATS_WINDOW)
-        self._energy: deque[dict[str, float]] = deque(maxlen=STATS_WINDOW)
-        self._batches = 0  # batches inferred, to count spikes on one in energy_every_n
-        self._energy_frames = 0  # frames whose spikes were counted
-        self._last_report = time.monotonic()
+        self._statistics = FrameStatistics(time.monotonic())
+        self._errors = InferenceErrors()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -224,64 +274,14 @@ class SuhdDetectorNode(LifecycleNode):
         if self._param("autostart"):
             self._autostart()
 
-    # ------------------------------------------------------------------ parameters
-
-    def _declare(self, name: str, default: Any, description: str, *, read_only: bool = False,
-                 floats: tuple[float, float] | None = None,
-                 ints: tuple[int, int] | None = None) -> None:
-        descriptor = ParameterDescriptor(description=description, read_only=read_only)
-        if floats is not None:
-            descriptor.floating_point_range = [
-                FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
-        if ints is not None:
-            descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
-        self.declare_parameter(name, default, descriptor)
-
-    def _declare_parameters(self) -> None:
-        reload = {"read_only": True}
-        self._declare("model_path", "", "model file: absolute, or relative to the package's "
-                      "models/; empty = the embedded default model", **reload)
-        self._declare("device", "auto", "auto, cpu, cuda or cuda:N; CUDA missing -> CPU",
-                      **reload)
-        self._declare("engine", "fused", f"one of {list(ENGINES)}", **reload)
-        self._declare("threads", 0, "CPU threads of inference; 0 = all cores but one (at "
-                      "least 1), which the executor, DDS and the camera need", ints=(0, 256),
-                      **reload)
-        self._declare("timesteps", 0, "T, the SNN's timesteps; 0 = the model file's",
-                      ints=(0, 64), **reload)
-        self._declare("compression", 0, "f_c, the burst cap of one timestep; 0 = the model "
-                      "file's", ints=(0, 16), **reload)
-        self._declare("score_threshold", 0.25, "least score of a detection (live)",
-                      floats=(0.0, 1.0))
-        self._declare("iou_threshold", 0.45, "IoU above which NMS removes a box (live)",
-                      floats=(0.0, 1.0))
-        self._declare("max_detections", 100, "most detections per image (live)", ints=(1, 1000))
-        self._declare("classes", Parameter.Type.INTEGER_ARRAY,
-                      "class indices to keep; empty = all (live)")
-        self._declare("publish_overlay", True, "render the overlay image while someone "
-                      "subscribes to it (live)")
-        self._declare("energy_every_n", 10, "count spikes and energy on one batch of frames "
-                      "in n (live): 1 = every frame (slower), 0 = never (fastest)",
-                      ints=(0, 10000))
-        self._declare("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
-                      "sensor_msgs/CompressedImage on 'image/compressed'", **reload)
-        self._declare("image_topics", Parameter.Type.STRING_ARRAY, "several cameras, one model: "
-                      "their image topics; empty = the single topic 'image'", **reload)
-        self._declare("qos_reliability", "best_effort", "input QoS reliability: best_effort "
-                      "accepts every publisher; reliable, system_default", **reload)
-        self._declare("qos_depth", 5, "input QoS history depth", ints=(1, 100), **reload)
-        self._declare("autostart", True, "configure and activate at start", **reload)
-
     def _param(self, name: str) -> Any:
         """A parameter's value; the array parameters declared without a value read as []."""
         value = self.get_parameter_or(name).value
         return [] if value is None else value
 
     def _read_live_settings(self, changes: dict[str, Any] | None = None) -> LiveSettings:
-        values = {name: self._param(name) for name in LIVE_PARAMETERS}
-        values.update(changes or {})
-        values["classes"] = tuple(values["classes"] or ())
-        return LiveSettings(**values)
+        values = {name: self._param(name) for name in LIVE_PARAMETERS} | (changes or {})
+        return LiveSettings(**values | {"classes": tuple(values["classes"] or ())})
 
     def _parameter_problem(self, name: str, value: Any) -> str | None:
         check = VALIDATORS.get(name)
@@ -307,15 +307,13 @@ class SuhdDetectorNode(LifecycleNode):
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         """~/enable: pause (false) or resume (true) detection without a lifecycle transition."""
-        with self._frames:
+        with self._condition:
             self._enabled = bool(request.data)
             for camera in self._cameras:
                 camera.pending = None
         response.success = True
         response.message = "detection resumed" if self._enabled else "detection paused"
         return response
-
-    # ------------------------------------------------------------------ lifecycle
 
     def _autostart(self) -> None:
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -348,13 +346,17 @@ class SuhdDetectorNode(LifecycleNode):
         if result != TransitionCallbackReturn.SUCCESS:
             return result
         self._publish_labels(self._live.score_threshold)
-        self._stopping = False
+        self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="suhd_inference", daemon=True)
         self._worker.start()
-        input_qos = qos_from_parameters(self._param("qos_reliability"), "volatile",
-                                        self._param("qos_depth"))
+        qos = qos_from_parameters(self._param("qos_reliability"), "volatile",
+                                  self._param("qos_depth"))
+        message_type = CompressedImage if self._param("input_transport") == "compressed" else Image
         for camera in self._cameras:
-            camera.subscription = self._subscribe(camera, input_qos)
+            camera.subscription = self.create_subscription(
+                message_type, camera.input_topic, partial(self._on_image, camera), qos,
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=partial(self._on_incompatible_qos, camera)))
         self._active = True
         return TransitionCallbackReturn.SUCCESS
 
@@ -388,58 +390,27 @@ class SuhdDetectorNode(LifecycleNode):
         self._release()
 
     def _load_detector(self) -> Detector:
-        torch.set_num_threads(self._param("threads") or inference_threads())
         with warnings.catch_warnings(record=True) as caught:  # e.g. "cuda missing: using CPU"
             warnings.simplefilter("always")
-            detector = Detector(
-                self._param("model_path"),
-                device=self._param("device"),
-                engine=self._param("engine"),
-                timesteps=self._param("timesteps"),
-                compression=self._param("compression"),
-            )
+            detector = Detector(self._param("model_path"), device=self._param("device"),
+                                engine=self._param("engine"), timesteps=self._param("timesteps"),
+                                compression=self._param("compression"),
+                                threads=self._param("threads") or inference_threads())
         for warning in caught:
             self.get_logger().warning(str(warning.message))
-        for module in detector.model.modules():
-            module.register_forward_pre_hook(self._abort_if_stopping)
         return detector
 
-    def _abort_if_stopping(self, module: Any, inputs: Any) -> None:
-        """Before each layer: a stopping node abandons the frame, so deactivate and shutdown
-        never wait for a whole inference (seconds with the reference engine)."""
-        if self._stopping:
-            raise InferenceAborted("the node is stopping")
-
     def _make_cameras(self) -> list[Camera]:
-        topics = list(self._param("image_topics")) or ["image"]
-        keys = [""] if topics == ["image"] else camera_keys(topics)
-        suffix = "/compressed" if self._param("input_transport") == "compressed" else ""
-        return [
-            Camera(
-                key=key,
-                input_topic=topic + suffix,
-                detections_pub=self.create_lifecycle_publisher(
-                    Detection2DArray, self._output(key, "detections"), OUTPUT_QOS),
-                labels_pub=self.create_lifecycle_publisher(
-                    LabelInfo, self._output(key, "label_info"), LABEL_QOS),
-                overlay_pub=self.create_lifecycle_publisher(
-                    Image, self._output(key, "overlay"), OUTPUT_QOS),
-            )
-            for key, topic in zip(keys, topics, strict=True)
-        ]
+        cameras = camera_topics(self._param("image_topics"), self._param("input_transport"))
+        return [Camera(key, topic, *self._outputs(f"{key}/" if key else ""))
+                for key, topic in cameras]
 
-    @staticmethod
-    def _output(key: str, name: str) -> str:
-        return f"{key}/{name}" if key else name
-
-    def _subscribe(self, camera: Camera, qos: QoSProfile) -> Any:
-        compressed = self._param("input_transport") == "compressed"
-        message_type = CompressedImage if compressed else Image
-        events = SubscriptionEventCallbacks(
-            incompatible_qos=lambda info: self._on_incompatible_qos(camera, info))
-        return self.create_subscription(
-            message_type, camera.input_topic, lambda msg: self._on_image(camera, msg), qos,
-            event_callbacks=events)
+    def _outputs(self, prefix: str) -> tuple[Any, Any, Any]:
+        """One camera's publishers: detections, label_info, overlay (Camera's field order)."""
+        return (
+            self.create_lifecycle_publisher(Detection2DArray, prefix + "detections", OUTPUT_QOS),
+            self.create_lifecycle_publisher(LabelInfo, prefix + "label_info", LABEL_QOS),
+            self.create_lifecycle_publisher(Image, prefix + "overlay", OUTPUT_QOS))
 
     def _stop_processing(self, join_timeout_s: float | None = None) -> None:
         self._active = False
@@ -447,11 +418,11 @@ class SuhdDetectorNode(LifecycleNode):
             if camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
-        with self._frames:
-            self._stopping = True
+        with self._condition:
+            self._stop.set()  # also abandons a frame being inferred: no wait for a whole one
             for camera in self._cameras:
                 camera.pending = None
-            self._frames.notify_all()
+            self._condition.notify_all()
         if self._worker is not None:
             self._worker.join(join_timeout_s)
             self._worker = None
@@ -463,124 +434,90 @@ class SuhdDetectorNode(LifecycleNode):
         self._cameras = []
         self._detector = None
 
-    # ------------------------------------------------------------------ input
-
     def _on_image(self, camera: Camera, msg: Image | CompressedImage) -> None:
         """Keep only the newest frame; the worker does everything else."""
-        with self._frames:
-            camera.counts.received += 1
-            camera.last_input = time.monotonic()
+        with self._condition:
+            camera.statistics.receive(time.monotonic())
             if not self._enabled:
                 return
             if camera.pending is not None:
-                camera.counts.dropped += 1
+                camera.statistics.counts.dropped += 1
             camera.pending = msg
-            self._frames.notify()
+            self._condition.notify()
 
     def _on_incompatible_qos(self, camera: Camera, info: Any) -> None:
-        with self._frames:
-            camera.counts.incompatible_qos += info.total_count_change
+        with self._condition:
+            camera.statistics.counts.incompatible_qos += info.total_count_change
         topic = camera.subscription.topic_name if camera.subscription else camera.input_topic
-        offers = "; ".join(
-            f"{p.node_namespace.rstrip('/')}/{p.node_name} offers "
-            f"{p.qos_profile.reliability.name.lower()}, {p.qos_profile.durability.name.lower()}"
-            for p in self.get_publishers_info_by_topic(topic)
-        )
         self.get_logger().warning(
-            f"a publisher on {topic} has a QoS this subscription cannot accept (policy "
-            f"{qos_policy_name_from_kind(info.last_policy_kind)}): {offers or 'publisher gone'}; "
-            f"this node requests {self._param('qos_reliability')} (parameter qos_reliability; "
-            f"best_effort accepts every publisher)",
-            throttle_duration_sec=LOG_THROTTLE_S,
-        )
-
-    # ------------------------------------------------------------------ worker
+            _incompatible_qos_warning(topic, info.last_policy_kind,
+                                      self.get_publishers_info_by_topic(topic),
+                                      self._param("qos_reliability")),
+            throttle_duration_sec=LOG_THROTTLE_S)
 
     def _work(self) -> None:
         """Worker thread: take the waiting frames of all cameras, process them as one batch."""
         while True:
-            with self._frames:
-                self._frames.wait_for(lambda: self._stopping or any(
+            with self._condition:
+                self._condition.wait_for(lambda: self._stop.is_set() or any(
                     c.pending is not None for c in self._cameras))
-                if self._stopping:
+                if self._stop.is_set():
                     return
                 batch = [(c, c.pending) for c in self._cameras if c.pending is not None]
                 for camera, _ in batch:
                     camera.pending = None
             try:
                 self._process(batch)
+            except DetectionCancelled:
+                return  # stopped while inferring: the normal way out
             except Exception as exc:  # nothing may end the worker; count it, log it, go on
-                if self._stopping or not self.context.ok():
-                    return  # stopped while inferring: the outputs are gone, nothing went wrong
-                with self._frames:
-                    self._errors += 1
-                    self._last_error = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"inference failed: {self._last_error}",
+                if self._stop.is_set() or not self.context.ok():
+                    return  # stopped while publishing: the outputs are gone, nothing went wrong
+                with self._condition:
+                    error = self._errors.add(exc)
+                self.get_logger().error(f"inference failed: {error}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
 
-    def _decode(self, batch: list[tuple[Camera, Image | CompressedImage]]
-                ) -> list[tuple[Camera, Header, np.ndarray]]:
+    def _decode(self, batch: Batch) -> list[tuple[Camera, Header, np.ndarray]]:
         frames = []
         for camera, msg in batch:
             try:
                 frames.append((camera, msg.header, image_to_rgb(msg)))
             except ImageDecodeError as exc:
-                with self._frames:
-                    camera.counts.rejected += 1
-                    camera.last_reject = str(exc)
+                with self._condition:
+                    camera.statistics.reject(str(exc))
                 self.get_logger().error(f"rejected a frame on {camera.input_topic}: {exc}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
         return frames
 
-    def _process(self, batch: list[tuple[Camera, Image | CompressedImage]]) -> None:
+    def _process(self, batch: Batch) -> None:
         frames = self._decode(batch)
         detector = self._detector
         if not frames or detector is None:
             return
         live = self._live
-        count_spikes = live.energy_every_n > 0 and self._batches % live.energy_every_n == 0
-        self._batches += 1
+        count_spikes = self._statistics.count_spikes(live.energy_every_n)
         results = detector.detect(
             [rgb for _, _, rgb in frames], score_threshold=live.score_threshold,
             iou_threshold=live.iou_threshold, max_detections=live.max_detections,
-            classes=list(live.classes) or None, count_spikes=count_spikes)
+            classes=list(live.classes) or None, count_spikes=count_spikes, cancel=self._stop)
         for (camera, header, rgb), result in zip(frames, results, strict=True):
             camera.detections_pub.publish(detections_to_msg(
                 header, result.boxes_xyxy, result.scores, result.class_ids))
             rendered = live.publish_overlay and camera.overlay_pub.get_subscription_count() > 0
             if rendered:
+                with self._condition:
+                    info = overlay_line(camera.statistics.output_hz, self._statistics)
                 overlay = draw_detections(rgb, result.boxes_xyxy, result.scores,
-                                          result.class_ids, detector.names,
-                                          self._info_line(camera))
+                                          result.class_ids, detector.names, info)
                 camera.overlay_pub.publish(rgb_to_image(overlay, header))
             self._record(camera, header, result, rendered)
 
     def _record(self, camera: Camera, header: Header, result: FrameResult, rendered: bool) -> None:
-        latency_ms = (self.get_clock().now().nanoseconds - stamp_ns(header)) / 1e6
-        with self._frames:
-            camera.counts.processed += 1
-            camera.counts.overlays += int(rendered)
-            if stamp_ns(header):
-                self._latency_ms.append(latency_ms)
-            self._inference_ms.append(result.inference_s * 1e3)
-            if result.energy:
-                self._energy.append(result.energy)
-                self._energy_frames += 1
-
-    def _info_line(self, camera: Camera) -> str:
-        with self._frames:
-            latency = float(np.median(self._latency_ms)) if self._latency_ms else 0.0
-            energy = self._mean_energy()
-        line = f"{camera.output_hz:.1f} fps  latency {latency:.0f} ms"
-        if energy:
-            line += (f"  E/frame SNN {_si(energy.get('energy_snn_j', np.nan), 'J')}"
-                     f" ANN {_si(energy.get('energy_ann_j', np.nan), 'J')}")
-        return line
-
-    def _mean_energy(self) -> dict[str, float]:
-        """Each energy figure averaged over the window (frames lacking a key do not count)."""
-        keys = {key for e in self._energy for key in e}
-        return {key: float(np.mean([e[key] for e in self._energy if key in e])) for key in keys}
+        now_ns = self.get_clock().now().nanoseconds
+        with self._condition:
+            camera.statistics.process(rendered)
+            self._statistics.add(stamp_ns(header), now_ns, result.inference_s, result.energy)
 
     def _publish_labels(self, threshold: float) -> None:
         if self._detector is None:
@@ -589,110 +526,27 @@ class SuhdDetectorNode(LifecycleNode):
         for camera in self._cameras:
             camera.labels_pub.publish(label_info(header, self._detector.names, threshold))
 
-    # ------------------------------------------------------------------ diagnostics
-
     def _publish_diagnostics(self) -> None:
         """About 1 Hz: one DiagnosticStatus per concern, rates over the last period."""
-        now = time.monotonic()
-        period = max(now - self._last_report, 1e-3)
-        self._last_report = now
-        statuses: list[DiagnosticStatus] = []
-        with self._frames:
+        node = self.get_fully_qualified_name()
+        name = partial(diagnostics.status_name, node)
+        with self._condition:
+            now = time.monotonic()
+            period_s = self._statistics.report_period(now)
+            statuses: list[DiagnosticStatus] = []
             for camera in self._cameras:
-                statuses += [self._input_status(camera, period, now),
-                             self._output_status(camera, period)]
-                camera.reported = replace(camera.counts)
-            statuses += [self._latency_status(), self._model_status(), self._energy_status()]
+                report = camera.statistics.report(now, period_s)
+                statuses += diagnostics.camera_statuses(node, camera.key, camera.input_topic,
+                                                        report, self._active, self._enabled)
+            statuses += [
+                diagnostics.latency_status(name("latency"), self._statistics),
+                diagnostics.model_status(name("device and model"), self._detector,
+                                         self._param("model_path"), self._errors.report(),
+                                         self._configure_error),
+                diagnostics.energy_status(name("energy"), self._statistics, self._param("engine"),
+                                          self._live.energy_every_n)]
         header = Header(stamp=self.get_clock().now().to_msg())
         self._diagnostics_pub.publish(DiagnosticArray(header=header, status=statuses))
-
-    def _status_name(self, concern: str, camera: Camera | None = None) -> str:
-        suffix = f" ({camera.key})" if camera is not None and camera.key else ""
-        return f"{self.get_fully_qualified_name()}: {concern}{suffix}"  # namespaced: unique
-
-    def _input_status(self, camera: Camera, period: float, now: float) -> DiagnosticStatus:
-        counts, before = camera.counts, camera.reported
-        problems = []
-        if counts.rejected > before.rejected:
-            problems.append(f"{counts.rejected - before.rejected} frames rejected")
-        if counts.incompatible_qos > before.incompatible_qos:
-            problems.append("a publisher has an incompatible QoS")
-        if self._active and now - camera.last_input > NO_INPUT_WARN_S:
-            problems.append(f"no input for more than {NO_INPUT_WARN_S:g} s")
-        message = "; ".join(problems) or ("receiving" if self._active else "inactive")
-        return diagnostic_status(self._status_name("input", camera), _WARN if problems else _OK,
-                                 message, {
-            "topic": camera.input_topic,
-            "input rate [Hz]": (counts.received - before.received) / period,
-            "frames received": counts.received,
-            "rejected frames": counts.rejected,
-            "last reject reason": camera.last_reject,
-            "incompatible QoS events": counts.incompatible_qos,
-        })
-
-    def _output_status(self, camera: Camera, period: float) -> DiagnosticStatus:
-        counts, before = camera.counts, camera.reported
-        camera.output_hz = (counts.processed - before.processed) / period
-        dropped = counts.dropped - before.dropped
-        message = f"{dropped} frames dropped (detector slower than the camera)" if dropped else (
-            "detecting" if self._enabled else "paused through ~/enable")
-        return diagnostic_status(self._status_name("output", camera), _WARN if dropped else _OK,
-                                 message, {
-            "output rate [Hz]": camera.output_hz,
-            "frames processed": counts.processed,
-            "dropped frames": counts.dropped,
-            "overlays rendered": counts.overlays,
-            "detection enabled": self._enabled,
-        })
-
-    def _latency_status(self) -> DiagnosticStatus:
-        if not self._latency_ms:
-            return diagnostic_status(self._status_name("latency"), _OK, "no frames yet", {})
-        p50, p95 = np.percentile(self._latency_ms, [50, 95])
-        return diagnostic_status(self._status_name("latency"), _OK, "now - image stamp", {
-            "latency p50 [ms]": float(p50),
-            "latency p95 [ms]": float(p95),
-            "inference per frame [ms]": float(np.mean(self._inference_ms)),
-            "frames in window": len(self._latency_ms),
-        })
-
-    def _model_status(self) -> DiagnosticStatus:
-        d = self._detector
-        errors = self._errors - self._errors_reported
-        self._errors_reported = self._errors
-        values: dict[str, object] = {"model path": self._param("model_path") or "(default)"}
-        if d is not None:
-            values = {"device": str(d.device), "model path": str(d.model_path),
-                      "engine": d.engine, "T": d.T, "f_c": d.f_c, "classes": len(d.names),
-                      "input size [px]": "x".join(map(str, d.input_size)),
-                      "CPU threads": torch.get_num_threads()}
-        values |= {"inference errors": self._errors, "last error": self._last_error,
-                   "configure error": self._configure_error}
-        if self._configure_error:
-            level, message = _ERROR, f"configure failed: {self._configure_error}"
-        elif errors:
-            level, message = _WARN, f"{errors} inference errors: {self._last_error}"
-        else:
-            level, message = _OK, "loaded" if d is not None else "not configured"
-        return diagnostic_status(self._status_name("device and model"), level, message, values)
-
-    def _energy_status(self) -> DiagnosticStatus:
-        energy = self._mean_energy()
-        if not energy:
-            why = ("ann engine: no spikes" if self._param("engine") == "ann"
-                   else "not counted: energy_every_n is 0" if self._live.energy_every_n == 0
-                   else "no frames yet")
-            return diagnostic_status(self._status_name("energy"), _OK, why, {})
-        snn, ann = energy.get("energy_snn_j", np.nan), energy.get("energy_ann_j", np.nan)
-        return diagnostic_status(self._status_name("energy"), _OK, "per frame, 45 nm estimate", {
-            "frames counted": self._energy_frames,
-            "spikes per frame": energy.get("spikes", np.nan),
-            "SOPs per frame": energy.get("sops", np.nan),
-            "spikes per neuron and step": energy.get("spikes_per_neuron_step", np.nan),
-            "energy per frame SNN [J]": snn,
-            "energy per frame ANN [J]": ann,
-            "energy ratio ANN/SNN": ann / snn if snn > 0 else float("inf"),
-        })
 
 
 def main(args: list[str] | None = None) -> int:
