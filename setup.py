@@ -26,8 +26,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "suhd_detector = suhd_ros.ros.detector_node:main",
-            "suhd_camera = suhd_ros.ros.camera_node:main",
+            "suhd_detector = suhd_ros.ros.node_main:detector",
+            "suhd_camera = suhd_ros.ros.node_main:camera",
             "suhd-convert = suhd_ros.tools.convert:main",
             "suhd-detect = suhd_ros.tools.detect:main",
             "suhd-eval = suhd_ros.tools.evaluate:main",

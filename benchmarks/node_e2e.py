@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suhd_ros.ros.fastdds import PROFILE_VARIABLES, profile_path
+from suhd_ros.ros.fastdds import PROFILE_VARIABLES, profile_environment, profile_path
 from suhd_ros.ros.processes import start_node, stop_node
 
 NAMESPACE = "/suhd_bench"
@@ -54,7 +54,7 @@ def ros_environment(profile: Path | None = None) -> dict[str, str]:
             "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
             "ROS_LOG_DIR": str(REPO / "build" / "ros_log"),
             "ROS_HOME": str(REPO / "build" / "ros_home"),
-            **(dict.fromkeys(PROFILE_VARIABLES, str(profile)) if profile else {})}
+            **(profile_environment(str(profile), env) if profile else {})}
 
 
 def rss_mb(pid: int) -> float:

@@ -18,18 +18,20 @@ import argparse
 import os
 import platform
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from suhd_ros.ros.fastdds import PROFILE_VARIABLES, use_package_profile
+from suhd_ros.ros.fastdds import use_package_profile, user_profile
 from suhd_ros.ros.processes import start_node, stop_node
 
 REPO = Path(__file__).resolve().parent.parent
 NAMESPACE = "/soak"
 SECTION = "## Soak"
+STARTUP_TIMEOUT_S = 60.0  # the window opens at the first detection, not at a fixed delay
 
 
 @dataclass
@@ -96,6 +98,14 @@ class Monitor:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=min(0.1, max(deadline - time.monotonic(), 0)))
+
+    def spin_until_detecting(self, detector: subprocess.Popen, timeout_s: float) -> bool:
+        """Spin until the first detections arrive (imports, model load and discovery done, which
+        on a busy machine takes from 3 s to well over 10), the detector exits or time is up."""
+        deadline = time.monotonic() + timeout_s
+        while not self.detections and detector.poll() is None and time.monotonic() < deadline:
+            self.spin_for(0.1)
+        return self.detections > 0
 
     def value(self, concern: str, key: str, default: str = "-") -> str:
         return self.values.get(concern, {}).get(key, default)
@@ -169,7 +179,7 @@ def markdown(args: argparse.Namespace, model: str, samples: list[Sample],
         f"suhd_camera {args.width}x{args.height} at {args.rate:g} Hz, suhd_detector "
         f"engine {args.engine} on {args.device}, model `{Path(model).name}`, "
         f"{platform.machine()}, {os.cpu_count()} CPUs; sampled every {args.interval:g} s; "
-        f"Fast DDS profile: `{Path(os.environ.get(PROFILE_VARIABLES[0], 'none')).name}`.", "",
+        f"Fast DDS profile: `{Path(user_profile() or 'none').name}`.", "",
         *[f"- {line}" for line in lines], "", *table, ""])
 
 
@@ -232,7 +242,10 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         "rate": args.rate, "width": args.width, "height": args.height})
     samples: list[Sample] = []
     try:
-        monitor.spin_for(3.0)  # imports, model load, discovery
+        if not monitor.spin_until_detecting(detector, STARTUP_TIMEOUT_S):
+            print(f"soak: no detections within {STARTUP_TIMEOUT_S:g} s of the start; see "
+                  f"{workdir / 'detector.log'}")
+            return 1
         start = last_t = time.monotonic()
         last_count = monitor.detections
         print(HEADER)

@@ -2,30 +2,47 @@
 
     ros2 launch suhd_ros detector.launch.py image:=/camera/image_raw
     ros2 launch suhd_ros detector.launch.py use_sim_camera:=true use_rviz:=true
+
+Stop it with one Ctrl-C, or SIGINT to the `ros2 launch` process (systemd: KillSignal=SIGINT;
+docker: STOPSIGNAL SIGINT): launch then stops the nodes it started, and they exit with status 0.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from suhd_ros.paths import package_installed
+from suhd_ros.ros.fastdds import profile_environment
+
+
+def _fastdds_profile(context):
+    """Only the variable this distro's Fast DDS reads (FASTRTPS_ up to Jazzy, FASTDDS_ after):
+    the other name is ignored there, or makes Fast DDS 3 warn from every node."""
+    requested = LaunchConfiguration("fastdds_profile").perform(context)
+    return [SetEnvironmentVariable(name, value)
+            for name, value in profile_environment(requested, os.environ).items()]
+
+
+def _rviz(context, share):
+    """rviz2 if it is installed, else a warning and none: the detector runs headless anyway,
+    and a failed lookup after the nodes had started used to leave them orphaned."""
+    if not package_installed("rviz2"):
+        return [LogInfo(msg="use_rviz:=true, but rviz2 is not installed (apt install "
+                            "ros-$ROS_DISTRO-rviz2): starting without it")]
+    return [Node(package="rviz2", executable="rviz2", name="rviz2",
+                 arguments=["-d", os.path.join(share, "config", "suhd.rviz")])]
 
 
 def generate_launch_description():
     share = get_package_share_directory("suhd_ros")
     image = LaunchConfiguration("image")
     namespace = LaunchConfiguration("namespace")
-    fastdds_profile = LaunchConfiguration("fastdds_profile")
-    # a profile the user has set already wins; Humble's Fast DDS reads the FASTRTPS_ name
-    user_profile = EnvironmentVariable(
-        "FASTDDS_DEFAULT_PROFILES_FILE",
-        default_value=EnvironmentVariable(
-            "FASTRTPS_DEFAULT_PROFILES_FILE",
-            default_value=os.path.join(share, "config", "fastdds_large_images.xml")))
 
     arguments = [
         DeclareLaunchArgument(
@@ -49,19 +66,20 @@ def generate_launch_description():
             description="also start suhd_camera, publishing synthetic scenes on 'image'"),
         DeclareLaunchArgument(
             "use_rviz", default_value="false",
-            description="also start rviz2 showing the overlay image"),
+            description="also start rviz2 showing the overlay image (skipped with a warning "
+                        "where rviz2 is not installed)"),
         DeclareLaunchArgument(
             "autostart", default_value="true",
             description="configure and activate the lifecycle node by itself at start"),
         DeclareLaunchArgument(
-            "fastdds_profile", default_value=user_profile,
-            description="Fast DDS XML profile for the nodes started here; the default keeps a "
-                        "profile already in the environment, else uses the package's, whose "
-                        "large shared-memory segment carries full camera images (see the file)"),
-    ]
-    environment = [
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", fastdds_profile),
-        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", fastdds_profile),  # Humble
+            "fastdds_profile", default_value="",
+            description="Fast DDS XML profile for the nodes started here; empty = the profile "
+                        "already in the environment (FASTDDS_DEFAULT_PROFILES_FILE or "
+                        "FASTRTPS_DEFAULT_PROFILES_FILE, an empty one counting as unset), else "
+                        "the package's config/fastdds_large_images.xml, whose large "
+                        "shared-memory segment carries full camera images. It is set under the "
+                        "one name this distro's Fast DDS reads: FASTRTPS_ up to Jazzy, "
+                        "FASTDDS_ from Kilted on"),
     ]
 
     detector = Node(
@@ -89,11 +107,8 @@ def generate_launch_description():
         remappings=[("image", image)],
         condition=IfCondition(LaunchConfiguration("use_sim_camera")),
     )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", os.path.join(share, "config", "suhd.rviz")],
-        condition=IfCondition(LaunchConfiguration("use_rviz")),
-    )
-    return LaunchDescription([*arguments, *environment, detector, camera, rviz])
+    rviz = OpaqueFunction(function=_rviz, args=[share],
+                          condition=IfCondition(LaunchConfiguration("use_rviz")))
+    # rviz first: whatever its start does, it happens before any of our nodes exists
+    return LaunchDescription([*arguments, OpaqueFunction(function=_fastdds_profile), rviz,
+                              detector, camera])

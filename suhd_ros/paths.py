@@ -24,6 +24,19 @@ def share_dir() -> Path:
         return _SOURCE_ROOT
 
 
+def package_installed(name: str) -> bool:
+    """Whether a ROS package is in the ament index (False where there is no ament index)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return False
+    try:
+        get_package_prefix(name)
+    except (PackageNotFoundError, OSError, ValueError):  # OSError: no AMENT_PREFIX_PATH
+        return False
+    return True
+
+
 def default_model_path() -> Path:
     """The embedded default model file."""
     return share_dir() / "models" / DEFAULT_MODEL

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from suhd_ros.ros.fastdds import PROFILE_VARIABLES, use_package_profile
 from suhd_ros.tools import dds_check
@@ -38,12 +37,3 @@ def test_camera_frames_cross_processes_with_the_packaged_fastdds_profile() -> No
         capture_output=True, text=True, timeout=90, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "of 60 640x480 rgb8 frames" in result.stdout and profile in result.stdout
-
-
-def test_a_profile_the_user_has_set_wins() -> None:
-    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}
-    assert use_package_profile(env) == "/etc/mine.xml"
-    assert env == dict.fromkeys(PROFILE_VARIABLES, "/etc/mine.xml")
-    fresh: dict[str, str] = {}
-    assert use_package_profile(fresh).endswith("config/fastdds_large_images.xml")
-    assert Path(fresh["FASTDDS_DEFAULT_PROFILES_FILE"]).is_file()

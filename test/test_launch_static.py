@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import runpy
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import setuptools
 import yaml
 from rclpy.parameter import Parameter
 
+from suhd_ros.paths import package_installed
 from suhd_ros.ros.detector_node import SuhdDetectorNode
 
 from conftest import REPO
@@ -73,12 +75,16 @@ def test_defines_generate_launch_description(tree: ast.Module) -> None:
 # sources of launch and launch_ros), so the file runs on Humble, Jazzy and Kilted alike
 HUMBLE_API = {
     "launch": {"LaunchDescription"},
-    "launch.actions": {"DeclareLaunchArgument", "SetEnvironmentVariable"},
+    "launch.actions": {"DeclareLaunchArgument", "LogInfo", "OpaqueFunction",
+                       "SetEnvironmentVariable"},
     "launch.conditions": {"IfCondition"},
-    "launch.substitutions": {"EnvironmentVariable", "LaunchConfiguration"},
+    "launch.substitutions": {"LaunchConfiguration"},
     "launch_ros.actions": {"Node"},
     "launch_ros.parameter_descriptions": {"ParameterValue"},
     "ament_index_python.packages": {"get_package_share_directory"},
+    # the package's own logic, unit-tested here (test_fastdds.py, test_paths below)
+    "suhd_ros.paths": {"package_installed"},
+    "suhd_ros.ros.fastdds": {"profile_environment"},
 }
 
 
@@ -91,17 +97,49 @@ def test_imports_only_apis_present_since_humble(tree: ast.Module) -> None:
             assert {alias.name for alias in node.names} <= {"os"}
 
 
-def test_fastdds_profile_reaches_both_variable_names_and_keeps_the_users(tree: ast.Module) -> None:
-    sets = {ast.literal_eval(call.args[0]): call.args[1]
-            for call in _calls(tree, "SetEnvironmentVariable")}
-    assert set(sets) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"}
-    for value in sets.values():  # the launch argument, through a variable or directly
-        assert ast.unparse(value) in ("fastdds_profile", "LaunchConfiguration('fastdds_profile')")
-    source = ast.unparse(tree)
-    # the argument's default: the user's FASTDDS_ variable, else FASTRTPS_, else the package's
-    assert source.index("'FASTDDS_DEFAULT_PROFILES_FILE', default_value=EnvironmentVariable(") \
-        < source.index("'FASTRTPS_DEFAULT_PROFILES_FILE', default_value=os.path.join(share, "
-                       "'config', 'fastdds_large_images.xml')")
+def _function(tree: ast.Module, name: str) -> ast.FunctionDef:
+    return next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_fastdds_profile_is_set_under_the_one_name_the_package_chooses(tree: ast.Module) -> None:
+    """No variable name is hard-coded: profile_environment (test_fastdds.py) picks the name
+    per distro and keeps the user's profile; the argument only overrides it."""
+    assert not [call for call in _calls(tree, "SetEnvironmentVariable")
+                if isinstance(call.args[0], ast.Constant)]
+    body = ast.unparse(_function(tree, "_fastdds_profile"))
+    assert "profile_environment(requested, os.environ)" in body
+    assert "LaunchConfiguration('fastdds_profile').perform(context)" in body
+    opaque = [ast.unparse(_keyword(c, "function")) for c in _calls(tree, "OpaqueFunction")]
+    assert "_fastdds_profile" in opaque
+    default = _argument_defaults(tree)["fastdds_profile"]
+    assert ast.literal_eval(default) == ""  # --show-args shows '' and the description says why
+    description = ast.literal_eval(_keyword(next(
+        c for c in _calls(tree, "DeclareLaunchArgument")
+        if ast.literal_eval(c.args[0]) == "fastdds_profile"), "description"))
+    for said in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "empty",
+                 "fastdds_large_images.xml", "Jazzy", "Kilted"):
+        assert said in description, said
+
+
+def test_the_environment_is_set_and_rviz_looked_up_before_any_node_starts(
+        tree: ast.Module) -> None:
+    """A failing rviz2 lookup after our nodes had started left them orphaned."""
+    returned = _function(tree, "generate_launch_description").body[-1]
+    order = [ast.unparse(e) for e in returned.value.args[0].elts]
+    assert order[:2] == ["*arguments", "OpaqueFunction(function=_fastdds_profile)"]
+    assert order[2:] == ["rviz", "detector", "camera"]
+    rviz = ast.unparse(_function(tree, "_rviz"))
+    assert "if not package_installed('rviz2'):" in rviz and "LogInfo(" in rviz
+    assert [ast.literal_eval(_keyword(c, "package")) for c in _calls(_function(tree, "_rviz"),
+                                                                     "Node")] == ["rviz2"]
+
+
+def test_package_installed_reads_the_ament_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    assert not package_installed("rclpy")  # no index at all: not installed, no error
+    monkeypatch.setenv("AMENT_PREFIX_PATH", sys.prefix)  # the venv's ROS wheels register there
+    assert package_installed("rclpy")
+    assert not package_installed("rviz2")
 
 
 def test_every_argument_has_a_description(tree: ast.Module) -> None:
@@ -135,8 +173,7 @@ def test_named_share_files_are_installed(tree: ast.Module, installed: dict[str, 
     joined = [call for call in _calls(tree, "join")
               if isinstance(call.args[0], ast.Name) and call.args[0].id == "share"]
     relative = {"/".join(ast.literal_eval(a) for a in call.args[1:]) for call in joined}
-    assert relative >= {"config/detector.yaml", "config/suhd.rviz",
-                        "config/fastdds_large_images.xml"}
+    assert relative >= {"config/detector.yaml", "config/suhd.rviz"}
     for path in relative:
         source = installed.get(f"share/{PACKAGE}/{path}")
         assert source is not None and source.is_file(), path

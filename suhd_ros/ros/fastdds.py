@@ -2,29 +2,54 @@
 
 Fast DDS reads the profile file named by an environment variable when a process creates its
 first participant, so it must be set before `rclpy.init()`, in every process that publishes or
-subscribes to the images. The launch file does this for the nodes it starts.
+subscribes to the images. The launch file, the demo and the benchmarks set it through here.
+
+Which variable: Fast DDS 2.x (Humble, Iron, Jazzy) reads only FASTRTPS_DEFAULT_PROFILES_FILE;
+Fast DDS 3.x (Kilted, Rolling) reads FASTDDS_DEFAULT_PROFILES_FILE and logs a deprecation
+warning from every node when the old name is set. So exactly one is set, chosen by ROS_DISTRO.
+A variable set to the empty string counts as unset, everywhere.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from suhd_ros.paths import share_dir
 
-# Kilted and Jazzy's Fast DDS read the first name, Humble's the second
-PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+FASTDDS_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"  # Fast DDS >= 3.0
+FASTRTPS_VARIABLE = "FASTRTPS_DEFAULT_PROFILES_FILE"  # Fast DDS 2.x
+PROFILE_VARIABLES = (FASTDDS_VARIABLE, FASTRTPS_VARIABLE)
+FAST_DDS_2_DISTROS = frozenset({"humble", "iron", "jazzy"})
 
 
 def profile_path() -> Path:
     return share_dir() / "config" / "fastdds_large_images.xml"
 
 
+def profile_variable(environ: Mapping[str, str] = os.environ) -> str:
+    """The variable this distro's Fast DDS reads; no ROS_DISTRO (e.g. the PyPI wheels, which
+    are Kilted) or an unknown one means a newer distro, hence Fast DDS 3."""
+    distro = environ.get("ROS_DISTRO", "").strip().lower()
+    return FASTRTPS_VARIABLE if distro in FAST_DDS_2_DISTROS else FASTDDS_VARIABLE
+
+
+def user_profile(environ: Mapping[str, str] = os.environ) -> str | None:
+    """A profile already chosen in the environment under either name, else None."""
+    return next((environ[v] for v in PROFILE_VARIABLES if environ.get(v, "").strip()), None)
+
+
+def profile_environment(requested: str = "",
+                        environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """{variable: profile} for the nodes to start: `requested` if not empty, else the profile
+    already in the environment, else the package's; under the one name this distro reads."""
+    profile = requested.strip() or user_profile(environ) or str(profile_path())
+    return {profile_variable(environ): profile}
+
+
 def use_package_profile(environ: MutableMapping[str, str] = os.environ) -> str:
-    """Point both variables at the package's profile unless one is set; the profile in use."""
-    current = next((environ[v] for v in PROFILE_VARIABLES if environ.get(v)), None)
-    chosen = current or str(profile_path())
-    for name in PROFILE_VARIABLES:
-        environ.setdefault(name, chosen)
-    return chosen
+    """Set this process's variable as `profile_environment` says; the profile in use."""
+    chosen = profile_environment("", environ)
+    environ.update(chosen)
+    return next(iter(chosen.values()))

@@ -5,13 +5,13 @@ expected one and says so. It proves the ROS 2 environment (rclpy, Fast DDS, visi
 
 With --images WxH it measures what a camera needs instead: the share of best-effort rgb8 frames
 at --rate that reach a subscriber in another process. Fast DDS's default transports lose most
-640x480 frames; config/fastdds_large_images.xml (FASTDDS_DEFAULT_PROFILES_FILE) fixes that.
+640x480 frames; config/fastdds_large_images.xml (FASTDDS_ / FASTRTPS_DEFAULT_PROFILES_FILE, the
+name this distro's Fast DDS reads) fixes that.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -24,7 +24,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from suhd_ros.ros.fastdds import PROFILE_VARIABLES
+from suhd_ros.ros.fastdds import profile_variable, user_profile
 
 TOPIC = "/suhd/dds_check"
 IMAGE_TOPIC = "/suhd/dds_check/image"
@@ -147,13 +147,13 @@ def run_image_check(size: tuple[int, int], count: int, rate_hz: float,
         camera.terminate()
         camera.wait(timeout=10)
     share = len(arrived) / count
-    profile = next((os.environ[v] for v in PROFILE_VARIABLES if os.environ.get(v)), "none")
+    profile = user_profile() or "none"
     print(f"dds_check: {len(arrived)} of {count} {size[0]}x{size[1]} rgb8 frames at "
           f"{rate_hz:g} Hz arrived best effort ({share:.0%}); Fast DDS profile: {profile}")
     if share < FRAMES_NEEDED:
-        print("dds_check: frames are lost in transport; for Fast DDS set "
-              "FASTDDS_DEFAULT_PROFILES_FILE to the package's config/fastdds_large_images.xml "
-              "in the camera's and the detector's environment")
+        print(f"dds_check: frames are lost in transport; for Fast DDS set {profile_variable()} "
+              "to the package's config/fastdds_large_images.xml in the camera's and the "
+              "detector's environment")
     return share >= FRAMES_NEEDED
 
 

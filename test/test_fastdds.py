@@ -1,0 +1,48 @@
+"""The Fast DDS profile variable: one name per distro, the user's profile kept, empty = unset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suhd_ros.ros.fastdds import (
+    FASTDDS_VARIABLE,
+    FASTRTPS_VARIABLE,
+    profile_environment,
+    profile_variable,
+    use_package_profile,
+)
+
+
+@pytest.mark.parametrize(("distro", "variable"), [
+    ("humble", FASTRTPS_VARIABLE), ("iron", FASTRTPS_VARIABLE), ("Jazzy", FASTRTPS_VARIABLE),
+    ("kilted", FASTDDS_VARIABLE), ("rolling", FASTDDS_VARIABLE), (None, FASTDDS_VARIABLE),
+])
+def test_each_distro_gets_the_one_name_its_fast_dds_reads(distro: str | None,
+                                                         variable: str) -> None:
+    environ = {} if distro is None else {"ROS_DISTRO": distro}
+    assert profile_variable(environ) == variable
+    chosen = profile_environment("", environ)
+    assert list(chosen) == [variable]
+    assert Path(chosen[variable]).name == "fastdds_large_images.xml"
+    assert Path(chosen[variable]).is_file()
+
+
+def test_a_profile_the_user_has_set_wins_under_either_name() -> None:
+    for name in (FASTDDS_VARIABLE, FASTRTPS_VARIABLE):
+        env = {"ROS_DISTRO": "jazzy", name: "/etc/mine.xml"}
+        assert use_package_profile(env) == "/etc/mine.xml"
+        assert env[FASTRTPS_VARIABLE] == "/etc/mine.xml"
+    kilted = {"ROS_DISTRO": "kilted"}
+    assert use_package_profile(kilted).endswith("config/fastdds_large_images.xml")
+    assert FASTRTPS_VARIABLE not in kilted  # no deprecation warning from Fast DDS 3
+
+
+def test_an_empty_variable_counts_as_unset_and_a_requested_profile_wins() -> None:
+    env = {FASTDDS_VARIABLE: "", FASTRTPS_VARIABLE: "  "}
+    assert profile_environment("", env)[FASTDDS_VARIABLE].endswith("fastdds_large_images.xml")
+    use_package_profile(env)
+    assert env[FASTDDS_VARIABLE].endswith("fastdds_large_images.xml")
+    assert profile_environment("/opt/p.xml", {FASTDDS_VARIABLE: "/etc/mine.xml"}) == {
+        FASTDDS_VARIABLE: "/opt/p.xml"}
