@@ -32,7 +32,7 @@ from suhd_ros.ros.detector_node import SuhdDetectorNode
 from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS, ImageDecodeError
 from suhd_ros.synthetic.scenes import generate_scene
 
-from ros_peer import Peer
+from ros_peer import Peer, diagnostics_often
 
 pytestmark = pytest.mark.usefixtures("ros")
 
@@ -54,6 +54,7 @@ class Target:
             Parameter("model_path", value=str(model_path)), Parameter("device", value="cpu"),
             Parameter("score_threshold", value=0.0), Parameter("input_transport", value=transport),
         ])
+        diagnostics_often(self.node)
         self.peer = Peer(f"{namespace.strip('/')}_peer", self.node)
         message_type, topic = ((CompressedImage, "image/compressed") if transport == "compressed"
                                else (Image, "image"))

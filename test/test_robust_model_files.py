@@ -35,7 +35,7 @@ from suhd_ros.ros.detector_node import SuhdDetectorNode
 from suhd_ros.synthetic.scenes import generate_scene
 from suhd_ros.yolo.model_file import LAMBDA_PREFIX
 
-from ros_peer import Peer, stamped_header
+from ros_peer import Peer, diagnostics_often, stamped_header
 
 pytestmark = pytest.mark.usefixtures("ros")
 
@@ -148,17 +148,6 @@ CASES: dict[str, tuple[Callable[[Path], bytes], str]] = {
         "no calibrated thresholds"),
 }
 
-DIAGNOSTICS_PERIOD_NS = 50_000_000
-
-
-def _diagnostics_often(node: SuhdDetectorNode) -> None:
-    """The node's one timer (1 Hz /diagnostics) at 20 Hz, from now on."""
-    assert [t.timer_period_ns for t in node.timers] == [1_000_000_000]  # no other timer to speed
-    for timer in node.timers:
-        timer.timer_period_ns = DIAGNOSTICS_PERIOD_NS
-        timer.reset()  # the new period counts from now, not from the next 1 Hz tick
-
-
 def _detect_one(peer: Peer, namespace: str) -> Detection2DArray:
     received: list[Detection2DArray] = []
     peer.node.create_subscription(Detection2DArray, f"{namespace}/detections",
@@ -181,7 +170,7 @@ def test_bad_model_file_fails_configure_cleanly_and_a_good_one_then_loads(
     node = SuhdDetectorNode(namespace=namespace, parameter_overrides=[
         Parameter("model_path", value=str(path)), Parameter("device", value="cpu"),
         Parameter("score_threshold", value=0.0), Parameter("autostart", value=False)])
-    _diagnostics_often(node)
+    diagnostics_often(node)
     peer = Peer(namespace.strip("/") + "_peer", node)
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
