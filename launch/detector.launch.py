@@ -11,7 +11,13 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import (
+    DeclareLaunchArgument,
+    LogInfo,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+    UnsetEnvironmentVariable,
+)
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -22,10 +28,10 @@ from suhd_ros.ros.fastdds import profile_environment
 
 
 def _fastdds_profile(context):
-    """Only the variable this distro's Fast DDS reads (FASTRTPS_ up to Jazzy, FASTDDS_ after):
-    the other name is ignored there, or makes Fast DDS 3 warn from every node."""
+    """Only the variable this distro's Fast DDS reads (FASTRTPS_ up to Jazzy, FASTDDS_ after);
+    the other name is unset: it is ignored there, or makes Fast DDS 3 warn from every node."""
     requested = LaunchConfiguration("fastdds_profile").perform(context)
-    return [SetEnvironmentVariable(name, value)
+    return [UnsetEnvironmentVariable(name) if value is None else SetEnvironmentVariable(name, value)
             for name, value in profile_environment(requested, os.environ).items()]
 
 

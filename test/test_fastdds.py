@@ -39,6 +39,21 @@ def test_a_profile_the_user_has_set_wins_under_either_name() -> None:
     assert FASTRTPS_VARIABLE not in kilted  # no deprecation warning from Fast DDS 3
 
 
+def test_the_other_name_is_unset_so_nodes_see_exactly_one() -> None:
+    """A profile under the old name on Kilted moves to the new one (else every node warns, and
+    an explicit fastdds_profile would lose to the file under the old name)."""
+    kilted = {"ROS_DISTRO": "kilted", FASTRTPS_VARIABLE: "/etc/old.xml"}
+    assert profile_environment("", kilted) == {FASTDDS_VARIABLE: "/etc/old.xml",
+                                               FASTRTPS_VARIABLE: None}
+    assert profile_environment("/opt/p.xml", kilted) == {FASTDDS_VARIABLE: "/opt/p.xml",
+                                                         FASTRTPS_VARIABLE: None}
+    assert use_package_profile(kilted) == "/etc/old.xml"
+    assert kilted == {"ROS_DISTRO": "kilted", FASTDDS_VARIABLE: "/etc/old.xml"}
+    jazzy = {"ROS_DISTRO": "jazzy", FASTDDS_VARIABLE: ""}  # empty: unset, and removed
+    assert use_package_profile(jazzy).endswith("fastdds_large_images.xml")
+    assert set(jazzy) == {"ROS_DISTRO", FASTRTPS_VARIABLE}
+
+
 def test_an_empty_variable_counts_as_unset_and_a_requested_profile_wins() -> None:
     env = {FASTDDS_VARIABLE: "", FASTRTPS_VARIABLE: "  "}
     assert profile_environment("", env)[FASTDDS_VARIABLE].endswith("fastdds_large_images.xml")

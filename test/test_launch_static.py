@@ -76,7 +76,7 @@ def test_defines_generate_launch_description(tree: ast.Module) -> None:
 HUMBLE_API = {
     "launch": {"LaunchDescription"},
     "launch.actions": {"DeclareLaunchArgument", "LogInfo", "OpaqueFunction",
-                       "SetEnvironmentVariable"},
+                       "SetEnvironmentVariable", "UnsetEnvironmentVariable"},
     "launch.conditions": {"IfCondition"},
     "launch.substitutions": {"LaunchConfiguration"},
     "launch_ros.actions": {"Node"},
@@ -108,6 +108,7 @@ def test_fastdds_profile_is_set_under_the_one_name_the_package_chooses(tree: ast
                 if isinstance(call.args[0], ast.Constant)]
     body = ast.unparse(_function(tree, "_fastdds_profile"))
     assert "profile_environment(requested, os.environ)" in body
+    assert "UnsetEnvironmentVariable(name) if value is None" in body  # the other name goes
     assert "LaunchConfiguration('fastdds_profile').perform(context)" in body
     opaque = [ast.unparse(_keyword(c, "function")) for c in _calls(tree, "OpaqueFunction")]
     assert "_fastdds_profile" in opaque

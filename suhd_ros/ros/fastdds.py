@@ -6,7 +6,8 @@ subscribes to the images. The launch file, the demo and the benchmarks set it th
 
 Which variable: Fast DDS 2.x (Humble, Iron, Jazzy) reads only FASTRTPS_DEFAULT_PROFILES_FILE;
 Fast DDS 3.x (Kilted, Rolling) reads FASTDDS_DEFAULT_PROFILES_FILE and logs a deprecation
-warning from every node when the old name is set. So exactly one is set, chosen by ROS_DISTRO.
+warning from every node when the old name is set. So exactly one is set, chosen by ROS_DISTRO,
+and the other one is removed (a profile found under it is carried over to the right name).
 A variable set to the empty string counts as unset, everywhere.
 """
 
@@ -41,15 +42,22 @@ def user_profile(environ: Mapping[str, str] = os.environ) -> str | None:
 
 
 def profile_environment(requested: str = "",
-                        environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """{variable: profile} for the nodes to start: `requested` if not empty, else the profile
-    already in the environment, else the package's; under the one name this distro reads."""
+                        environ: Mapping[str, str] = os.environ) -> dict[str, str | None]:
+    """What to set for the nodes to start: {this distro's variable: profile}, plus {the other
+    name: None} (to unset) where the environment has it. The profile is `requested` if not
+    empty, else the one already in the environment, else the package's."""
     profile = requested.strip() or user_profile(environ) or str(profile_path())
-    return {profile_variable(environ): profile}
+    chosen = profile_variable(environ)
+    return {chosen: profile} | {name: None for name in PROFILE_VARIABLES
+                                if name != chosen and name in environ}
 
 
 def use_package_profile(environ: MutableMapping[str, str] = os.environ) -> str:
-    """Set this process's variable as `profile_environment` says; the profile in use."""
-    chosen = profile_environment("", environ)
-    environ.update(chosen)
-    return next(iter(chosen.values()))
+    """Change this process's environment as `profile_environment` says; the profile in use."""
+    profile = ""
+    for name, value in profile_environment("", environ).items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = profile = value
+    return profile

@@ -2,8 +2,12 @@
 
 A signal (Ctrl-C, SIGTERM from launch, systemd or docker) at any moment ends a node with status
 0 and no traceback: during the imports (torch takes seconds), during construction (autostart
-loads the model there) and while spinning. This module imports nothing heavy at the top, so the
-console scripts can catch a signal that arrives while the node's module is still importing.
+loads the model there) and while spinning. The console scripts install handlers that only note
+the signal, before anything heavy is imported: a KeyboardInterrupt raised inside torch's C++
+initialisation aborts the process (SIGABRT), one raised under Python's import lock can be
+swallowed, leaving the node running, and a context shut down under the constructor fails the
+configure with errors. So signals are only noted until the node is built; then a noted one
+ends the process, and later ones reach rclpy's handlers, which end `spin`.
 """
 
 from __future__ import annotations
@@ -25,14 +29,20 @@ def camera() -> int:
     return _run_main_of("suhd_ros.ros.camera_node")
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []  # signals noted while nothing could act on them yet
+
+
+def _note(signum: int, _frame: Any) -> None:
+    _received.append(signum)
+
+
 def _run_main_of(module: str) -> int:
-    """Import the node's module and run its main(); a signal before rclpy takes the signals
-    over (SIGTERM made to raise KeyboardInterrupt like SIGINT) means a quiet exit."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return importlib.import_module(module).main()
-    except KeyboardInterrupt:
-        return 0
+    """Import the node's module and run its main(), with signals noted rather than raised."""
+    for sig in _SIGNALS:
+        signal.signal(sig, _note)
+    main = importlib.import_module(module).main
+    return 0 if _received else main()
 
 
 def run_node(make_node: Callable[[], Any], program: str, args: list[str] | None,
@@ -40,17 +50,24 @@ def run_node(make_node: Callable[[], Any], program: str, args: list[str] | None,
              on_exit: Callable[[Any], None] | None = None) -> int:
     """Spin one node until Ctrl-C or SIGTERM; 2 when it cannot start (the reason on stderr).
 
-    A signal shuts the context down under whatever runs (the constructor, or a callback about
-    to publish): that error is part of a normal shutdown, not a crash, so it is not re-raised.
+    A signal shuts the context down under a running callback (e.g. a timer about to publish):
+    that callback's error is part of a normal shutdown, not a crash, so it is not re-raised.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions, install_signal_handlers
 
-    rclpy.init(args=args)
+    noting = signal.getsignal(signal.SIGINT) is _note  # started by a console script above
+    rclpy.init(args=args, signal_handler_options=(
+        SignalHandlerOptions.NO if noting else SignalHandlerOptions.ALL))
     node = None
     try:
-        node = make_node()
-        rclpy.spin(node)
+        if not _received:
+            node = make_node()
+        if noting:
+            install_signal_handlers(SignalHandlerOptions.ALL)  # they chain to _note
+        if not _received:  # checked after installing: no signal falls between the two
+            rclpy.spin(node)
     except startup_errors as exc:  # e.g. -p timesteps:=100, out of its range
         if node is not None:
             raise
