@@ -127,8 +127,9 @@ class Detector:
     lambdas, so any of them work (theta = lambda / L). statistics=False skips spike counting
     and energy figures (the fastest fused engine; FrameResult.energy is then None); with it on,
     detect(count_spikes=False) skips them for one call, so a caller can sample frames.
-    threads: CPU threads of inference, set before each detect() (torch's pool is process-wide,
-    so the Detector that runs sets it); None leaves torch's setting alone.
+    threads: CPU threads of inference, set before each detect() in the thread that calls it
+    (torch's OpenMP thread count belongs to the thread that sets it, so a node's worker thread
+    must set its own); None leaves torch's setting alone.
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
