@@ -15,7 +15,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
@@ -25,6 +24,7 @@ from vision_msgs.msg import Detection2DArray
 from suhd_ros.ros.conversions import detections_to_msg, rgb_to_image
 from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS
 from suhd_ros.ros.node_main import run_node
+from suhd_ros.ros.parameters import descriptor
 from suhd_ros.synthetic.scenes import Scene, generate_scene, split_seed
 
 CAMERA_QOS = QoSProfile(depth=10)  # reliable, volatile: the system default camera drivers use
@@ -35,22 +35,19 @@ class SuhdCameraNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("suhd_camera", **kwargs)
-        self._declare("rate", 10.0, "frames per second",
-                      floats=FloatingPointRange(from_value=0.1, to_value=1000.0, step=0.0))
-        self._declare("width", 640, "synthetic image width [px]",
-                      ints=IntegerRange(from_value=16, to_value=8192, step=1))
-        self._declare("height", 480, "synthetic image height [px]",
-                      ints=IntegerRange(from_value=16, to_value=8192, step=1))
+        self._declare("rate", 10.0, "frames per second", floats=(0.1, 1000.0))
+        self._declare("width", 640, "synthetic image width [px]", ints=(16, 8192))
+        self._declare("height", 480, "synthetic image height [px]", ints=(16, 8192))
         self._declare("encoding", "rgb8", f"one of {list(SUPPORTED_ENCODINGS)}")
         self._declare("frame_id", "camera_optical_frame", "header.frame_id of every image")
         self._declare("seed", split_seed("test", 0), "seed of the first synthetic scene; "
                       "frame k shows scene seed + k (default: the benchmark's test split)")
         self._declare("replay_scenes", 0, "draw this many scenes at start and publish them in a "
                       "loop: a camera's CPU cost without the drawing; 0 = draw every frame",
-                      ints=IntegerRange(from_value=0, to_value=1000, step=1))
+                      ints=(0, 1000))
         self._declare("video_path", "", "play this video file (looping) instead of scenes")
         self._declare("device_index", -1, "open /dev/video<N> instead of scenes; -1 = none",
-                      ints=IntegerRange(from_value=-1, to_value=255, step=1))
+                      ints=(-1, 255))
         self._encoding = self._checked_encoding()
         self._frame = 0
         self._capture = self._open_capture()
@@ -63,15 +60,9 @@ class SuhdCameraNode(Node):
                 Detection2DArray, "image/ground_truth", CAMERA_QOS)
         self.create_timer(1.0 / self._param("rate"), self._publish_frame)
 
-    def _declare(self, name: str, default: Any, description: str,
-                 floats: FloatingPointRange | None = None, ints: IntegerRange | None = None
-                 ) -> None:
-        descriptor = ParameterDescriptor(description=description, read_only=True)
-        if floats is not None:
-            descriptor.floating_point_range = [floats]
-        if ints is not None:
-            descriptor.integer_range = [ints]
-        self.declare_parameter(name, default, descriptor)
+    def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> None:
+        """Every camera parameter is read once, at start: read-only."""
+        self.declare_parameter(name, default, descriptor(description, read_only=True, **ranges))
 
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
@@ -138,7 +129,8 @@ class SuhdCameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script `suhd_camera`."""
+    """`python -m suhd_ros.ros.camera_node`; the console script `suhd_camera` runs it through
+    node_main.camera, which also makes a signal during the imports quiet."""
     return run_node(SuhdCameraNode, "suhd_camera", args, (ValueError,))
 
 if __name__ == "__main__":

@@ -27,12 +27,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidTopicNameException, ParameterException
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -68,6 +63,7 @@ from suhd_ros.ros.conversions import (
 from suhd_ros.ros.image_encoding import ImageDecodeError
 from suhd_ros.ros.node_main import run_node
 from suhd_ros.ros.overlay import draw_detections
+from suhd_ros.ros.parameters import descriptor
 from suhd_ros.ros.qos import RELIABILITY_POLICIES, qos_from_parameters
 
 try:  # Iron and newer
@@ -82,19 +78,6 @@ TRANSPORTS = ("raw", "compressed")
 LOG_THROTTLE_S = 5.0
 # at process exit, wait this long for a frame being inferred, then leave the (daemon) worker
 SHUTDOWN_JOIN_S = 1.0
-
-
-def _descriptor(description: str, *, read_only: bool = False,
-                floats: tuple[float, float] | None = None,
-                ints: tuple[int, int] | None = None) -> ParameterDescriptor:
-    """A descriptor with its range: rclpy refuses values outside it, and tools show it."""
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
-    if floats is not None:
-        descriptor.floating_point_range = [
-            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
-    if ints is not None:
-        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
-    return descriptor
 
 
 RELOAD: dict[str, Any] = {"read_only": True}  # used at configure only: a change needs a reload
@@ -253,7 +236,7 @@ class SuhdDetectorNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("suhd_detector", **kwargs)
-        self.declare_parameters("", [(name, default, _descriptor(description, **options))
+        self.declare_parameters("", [(name, default, descriptor(description, **options))
                                      for name, default, description, options in PARAMETERS])
         self._live = self._read_live_settings()
         # guards pending frames and figures; notified when a frame waits or the worker must stop
@@ -550,7 +533,8 @@ class SuhdDetectorNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script `suhd_detector`."""
+    """`python -m suhd_ros.ros.detector_node`; the console script `suhd_detector` runs it through
+    node_main.detector, which also makes a signal during the imports quiet."""
     return run_node(SuhdDetectorNode, "suhd_detector", args, (ParameterException,),
                     on_exit=lambda node: node.release_all(join_timeout_s=SHUTDOWN_JOIN_S))
 
