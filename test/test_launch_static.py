@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import runpy
 import sys
 from collections.abc import Iterator
@@ -136,9 +137,11 @@ def test_the_environment_is_set_and_rviz_looked_up_before_any_node_starts(
 
 
 def test_package_installed_reads_the_ament_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a sourced ROS install's index, else the venv's, where the ROS wheels register
+    index = os.environ.get("AMENT_PREFIX_PATH") or sys.prefix
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
     assert not package_installed("rclpy")  # no index at all: not installed, no error
-    monkeypatch.setenv("AMENT_PREFIX_PATH", sys.prefix)  # the venv's ROS wheels register there
+    monkeypatch.setenv("AMENT_PREFIX_PATH", index)
     assert package_installed("rclpy")
     assert not package_installed("rviz2")
 
