@@ -47,7 +47,8 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 
 log "installing Python packages"
-"${pip[@]}" install -r "$root/requirements/runtime.txt" -r "$root/requirements/dev.txt"
+"${pip[@]}" install -r "$root/requirements/runtime.txt" -r "$root/requirements/dev.txt" \
+  -r "$root/requirements/backends.txt" -r "$root/requirements/bags.txt"
 
 if [[ $ros_mode == wheels ]]; then
   log "installing ROS 2 Kilted wheels"
