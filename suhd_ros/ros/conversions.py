@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import CompressedImage, Image
@@ -43,6 +44,17 @@ def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Ima
         header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
         step=step, data=data,
     )
+
+
+def rgb_to_compressed(rgb: np.ndarray, header: Header, codec: str = "jpeg") -> CompressedImage:
+    """A CompressedImage holding ``rgb`` as JPEG or PNG, with the format string
+    compressed_image_transport writes ("rgb8; jpeg compressed bgr8")."""
+    ok, data = cv2.imencode(".jpg" if codec == "jpeg" else f".{codec}",
+                            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode a {rgb.shape} image as {codec}")
+    return CompressedImage(header=header, format=f"rgb8; {codec} compressed bgr8",
+                           data=data.tobytes())
 
 
 def detections_to_msg(
