@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
 
-from suhd_ros.synthetic.export import load_coco
 from suhd_ros.synthetic.scenes import SPLITS, SceneStyle, generate_scene
 from suhd_ros.training.augment import Augmentation, augment_hsv, flip, random_affine
 from suhd_ros.yolo.letterbox import letterbox, letterbox_boxes
@@ -55,23 +52,6 @@ class GeneratedScenes:
             raise IndexError(index)
         scene = generate_scene(SPLITS[self.split][index], self.width, self.height, self.style)
         return scene.image, scene.boxes_xyxy, scene.class_ids
-
-
-class CocoScenes:
-    """The images and boxes of one COCO instances JSON (for example from `export_coco`)."""
-
-    def __init__(self, json_path: str | Path) -> None:
-        self.items = load_coco(json_path)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        item = self.items[index]
-        bgr = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"cannot read image {item.path}")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), item.boxes_xyxy, item.class_ids
 
 
 def load_sample(

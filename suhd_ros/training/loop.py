@@ -26,11 +26,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from suhd_ros.datasets import open_dataset
 from suhd_ros.evaluation.coco import evaluate_detections
 from suhd_ros.synthetic.scenes import CLASS_NAMES
 from suhd_ros.training.augment import Augmentation
 from suhd_ros.training.dataset import (
-    CocoScenes,
     GeneratedScenes,
     SceneSource,
     collate,
@@ -215,11 +215,7 @@ def make_sources(config: TrainConfig) -> tuple[SceneSource, SceneSource]:
             GeneratedScenes("train", size, size),
             GeneratedScenes("val", size, size, count=config.val_images),
         )
-    annotations = Path(config.data) / "annotations"
-    return (
-        CocoScenes(annotations / "instances_train.json"),
-        CocoScenes(annotations / "instances_val.json"),
-    )
+    return open_dataset(config.data, "train"), open_dataset(config.data, "val")
 
 
 def epoch_indices(source: SceneSource, epoch: int, config: TrainConfig) -> np.ndarray:
