@@ -22,6 +22,8 @@ from suhd_ros.yolo.checkpoint import import_ultralytics_checkpoint, yolov5_from_
 from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
 from suhd_ros.yolo.model import YOLOv5
 from suhd_ros.yolo.model_file import (
+    SILU_APPROXIMATION,
+    SILU_AS_RELU,
     build_model,
     load_model_file,
     model_metadata,
@@ -91,12 +93,12 @@ def convert(source: str | Path, calibration: Sequence[np.ndarray] | Iterator[np.
             input_size: Sequence[int] | None = None, progress: bool = True) -> Path:
     """Calibrate lambda per conv block, check the SNN builds, write the SNN model file."""
     ann, stored_size = load_ann(source)
-    if ann.activation != "relu":
+    silu_as_relu = ann.activation != "relu"
+    if silu_as_relu:
         if not settings.allow_silu:
             raise ValueError(f"{source} uses {ann.activation}, which does not convert well; "
-                             "pass --allow-silu to convert it anyway")
-        warnings.warn(f"{source}: {ann.activation} network converted as ReLU, "
-                      "expect a clear accuracy drop", stacklevel=2)
+                             "fine-tune it as ReLU, or pass --allow-silu to convert it anyway")
+        warnings.warn(SILU_APPROXIMATION, stacklevel=2)
     size = list(input_size or stored_size or DEFAULT_INPUT_SIZE)
     coding = SpikeCoding(settings.coding, settings.T, settings.f_c, settings.half_start)
     lambdas = calibrate_thresholds(ann.eval(), batches_of(calibration, size),
@@ -104,7 +106,7 @@ def convert(source: str | Path, calibration: Sequence[np.ndarray] | Iterator[np.
     convert_to_snn(ann, lambdas, coding, allow_silu=settings.allow_silu)  # fails early if not
     snn_meta = {"T": coding.T, "f_c": coding.f_c, "coding": coding.kind,
                 "half_start": coding.half_start, "percentile": settings.percentile,
-                "per_channel": settings.per_channel}
+                "per_channel": settings.per_channel, SILU_AS_RELU: silu_as_relu}
     calibration_meta = {name: float(lam.max()) for name, lam in lambdas.items()}
     metadata = model_metadata(ann, size, snn=snn_meta, calibration={"lambda_max": calibration_meta},
                               source_sha256=sha256_file(source))

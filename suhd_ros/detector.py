@@ -28,7 +28,14 @@ from suhd_ros.snn.energy import EnergyMeter, FrameEnergy
 from suhd_ros.snn.layers import SPIKING_ENGINES, reset_statistics, set_statistics
 from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
 from suhd_ros.yolo.letterbox import unletterbox_boxes
-from suhd_ros.yolo.model_file import ModelFile, ModelFileError, build_model, load_model_file
+from suhd_ros.yolo.model_file import (
+    SILU_APPROXIMATION,
+    SILU_AS_RELU,
+    ModelFile,
+    ModelFileError,
+    build_model,
+    load_model_file,
+)
 from suhd_ros.yolo.postprocess import postprocess
 from suhd_ros.yolo.preprocess import network_input
 
@@ -110,6 +117,18 @@ def _read_model_file(path: Path) -> tuple[ModelFile, nn.Module]:
         raise DetectorError(str(e)) from e
 
 
+def _approximation(path: Path, activation: str, snn_meta: dict, engine: str) -> str | None:
+    """What the spiking network approximates beyond SUHD's quantisation, if anything: only a
+    file that suhd-convert --allow-silu marked may run SiLU layers as spiking (ReLU) neurons."""
+    if activation == "relu" or engine == "ann":
+        return None
+    if snn_meta.get(SILU_AS_RELU) is not True:
+        raise DetectorError(f"{path} is a {activation} network; only ReLU layers become spiking "
+                            "neurons: run it with engine 'ann', fine-tune it as ReLU, or "
+                            "convert it with suhd-convert --allow-silu (an approximation)")
+    return SILU_APPROXIMATION
+
+
 def _check_image(image: np.ndarray) -> None:
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
             and image.shape[2] == 3 and image.shape[0] > 0 and image.shape[1] > 0):
@@ -124,9 +143,12 @@ class Detector:
     engine: "fused" (fast, same meaning as the time loop), "reference" (the literal time loop
     over T steps) or "ann" (the source network with BN folded). timesteps / compression /
     coding ("stdi" or "rate") override the model file's; thresholds come from its calibrated
-    lambdas, so any of them work (theta = lambda / L). statistics=False skips spike counting
-    and energy figures (the fastest fused engine; FrameResult.energy is then None); with it on,
-    detect(count_spikes=False) skips them for one call, so a caller can sample frames.
+    lambdas, so any of them work (theta = lambda / L). `approximation` says (and a warning at
+    construction states once) what else the SNN approximates: a SiLU network that suhd-convert
+    --allow-silu converted runs its SiLU layers as ReLU neurons. statistics=False skips spike
+    counting and energy figures (the fastest fused engine; FrameResult.energy is then None);
+    with it on, detect(count_spikes=False) skips them for one call, so a caller can sample
+    frames.
     threads: CPU threads of inference, set before each detect() in the thread that calls it
     (torch's OpenMP thread count belongs to the thread that sets it, so a node's worker thread
     must set its own); None leaves torch's setting alone.
@@ -149,6 +171,9 @@ class Detector:
         size = meta.get("input_size") or DEFAULT_INPUT_SIZE
         self.input_size: tuple[int, int] = (int(size[0]), int(size[1]))
         self.engine = engine
+        self.approximation = _approximation(self.model_path, ann.activation, snn_meta, engine)
+        if self.approximation:
+            warnings.warn(f"{self.model_path.name}: {self.approximation}", stacklevel=2)
         self.device = resolve_device(device)
         self.coding = _coding(coding or snn_meta.get("coding", "stdi"),
                               timesteps or snn_meta.get("T", DEFAULT_T),
@@ -180,7 +205,8 @@ class Detector:
                                 "make an SNN model file with suhd-convert")
         _check_lambdas(ann, lambdas, self.model_path)
         try:
-            return convert_to_snn(ann, lambdas, self.coding, engine=self.engine)
+            return convert_to_snn(ann, lambdas, self.coding, engine=self.engine,
+                                  allow_silu=self.approximation is not None)
         except (KeyError, ValueError) as e:
             raise DetectorError(f"cannot convert {self.model_path} to an SNN: {e}") from e
 

@@ -124,7 +124,7 @@ def test_model_status_describes_the_detector_and_warns_on_new_errors(model_path:
         "T": str(detector.T), "f_c": str(detector.f_c), "classes": str(len(detector.names)),
         "input size [px]": "x".join(map(str, detector.input_size)), "CPU threads": "2",
         "inference errors": "1", "last error": "RuntimeError: out of memory",
-        "configure error": ""}
+        "approximation": "none", "configure error": ""}
     later = diagnostics.model_status("model", detector, str(model_path), errors.report(), "")
     assert (later.level, later.message) == (OK, "loaded")
     assert diagnostic_values(later)["inference errors"] == "1"

@@ -1,6 +1,7 @@
 """Conversion of a tiny ANN with YOLOv5's layout; both engines; accuracy of the codings."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -244,7 +245,8 @@ def test_silu_needs_permission() -> None:
     lambdas = calibrate_thresholds(net, [images(2)], progress=False)
     with pytest.raises(ValueError, match="SiLU"):
         convert_to_snn(net, lambdas, SpikeCoding(), example_size=(16, 16))
-    with pytest.warns(UserWarning, match="SiLU"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one statement by the caller, not one per layer
         snn = convert_to_snn(net, lambdas, SpikeCoding(), allow_silu=True, example_size=(16, 16))
     assert isinstance(snn.stem, SpikingConv)
 

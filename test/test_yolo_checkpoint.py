@@ -92,7 +92,7 @@ def test_stand_in_checkpoint_imports(stand_in_checkpoint: tuple[Path, dict, dict
     path, desc, expected = stand_in_checkpoint
     assert "models.yolo" not in sys.modules  # nothing to import the real classes from
     imported = import_ultralytics_checkpoint(path)
-    assert imported.description == desc
+    assert imported.description == {**desc, "bn_eps": 1e-3, "bn_momentum": 0.03}
     assert imported.names == ["cat", "dog"]
     assert imported.activation == "silu"
     assert list(imported.state_dict) == list(expected)

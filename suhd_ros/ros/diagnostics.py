@@ -104,13 +104,16 @@ def model_status(name: str, detector: Detector | None, model_path: str,
         level, message = WARN, f"{errors.new} inference errors: {errors.last}"
     else:
         level, message = OK, "loaded" if detector is not None else "not configured"
+        if detector is not None and detector.approximation:
+            message = f"loaded; {detector.approximation}"
     return diagnostic_status(name, level, message, values)
 
 
 def _detector_values(d: Detector) -> dict[str, object]:
     return {"device": str(d.device), "model path": str(d.model_path), "engine": d.engine,
             "T": d.T, "f_c": d.f_c, "classes": len(d.names),
-            "input size [px]": "x".join(map(str, d.input_size)), "CPU threads": d.threads}
+            "input size [px]": "x".join(map(str, d.input_size)), "CPU threads": d.threads,
+            "approximation": d.approximation or "none"}
 
 
 def energy_status(name: str, statistics: FrameStatistics, engine: str,

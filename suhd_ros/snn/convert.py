@@ -10,7 +10,6 @@ Concat, residual add and the head's decoding are Python code and stay as they ar
 """
 
 import copy
-import warnings
 from collections.abc import Iterable
 
 import torch
@@ -157,8 +156,7 @@ def _positive(lam: Tensor, per_channel: bool) -> Tensor:
 def _check_activation(name: str, act: nn.Module, allow_silu: bool) -> None:
     if isinstance(act, nn.ReLU):
         return
-    if isinstance(act, nn.SiLU) and allow_silu:
-        warnings.warn(f"{name}: SiLU converted as ReLU; expect an accuracy loss", stacklevel=3)
+    if isinstance(act, nn.SiLU) and allow_silu:  # the caller states the approximation once
         return
     raise ValueError(f"{name}: activation {type(act).__name__} cannot become a spiking neuron "
                      "(use ReLU, or allow_silu=True for SiLU)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import warnings
 from pathlib import Path
 
 from suhd_ros.conversion import ConversionSettings, convert, image_files, read_rgb
@@ -45,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="activation percentile that sets each threshold (default 99.99)")
     p.add_argument("--per-channel", action="store_true", help="one threshold per channel")
     p.add_argument("--allow-silu", action="store_true",
-                   help="convert a SiLU network as ReLU (accuracy will drop)")
+                   help="convert a SiLU network, its SiLU layers run as ReLU spiking neurons: "
+                        "an approximation the file records and the node states (accuracy "
+                        "drops; fine-tuning as ReLU is the better route)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -68,11 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         coding=args.coding, half_start=args.half_start, percentile=args.percentile,
         per_channel=args.per_channel, allow_silu=args.allow_silu)
     try:
-        out = convert(args.weights, _calibration_images(args), args.output, settings,
-                      args.input_size, progress=not args.quiet)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = convert(args.weights, _calibration_images(args), args.output, settings,
+                          args.input_size, progress=not args.quiet)
     except (OSError, ValueError, KeyError) as e:
         print(f"suhd-convert: error: {e}", file=sys.stderr)
         return 2
+    for warning in caught:  # one line each (e.g. the --allow-silu approximation), no source line
+        print(f"suhd-convert: warning: {warning.message}", file=sys.stderr)
     print(f"suhd-convert: wrote {out} (T={settings.T}, f_c={settings.f_c}, {settings.coding})")
     return 0
 

@@ -10,6 +10,10 @@ from torch import nn
 
 ACTIVATIONS = ("relu", "silu")
 CHANNEL_DIM = -3
+# YOLOv5's BatchNorm settings (its initialize_weights sets them on every BN layer); a description
+# may carry others ("bn_eps", "bn_momentum", e.g. from an imported checkpoint), see YOLOv5
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.03
 
 
 def make_activation(activation: str) -> nn.Module:
@@ -41,7 +45,7 @@ class Conv(nn.Module):
     ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p), groups=g, bias=False)
-        self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
+        self.bn = nn.BatchNorm2d(c2, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

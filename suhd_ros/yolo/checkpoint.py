@@ -12,7 +12,9 @@ refused before it can be called.
 import _compat_pickle
 import copy
 import pickle
+import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,18 @@ _INERT_GLOBALS = frozenset({
 # older YOLOv5 code kept Detect.anchor_grid (anchors * stride) as a buffer; we recompute it
 _DERIVED_BUFFERS = frozenset({"anchor_grid"})
 _DETECTION_MODEL_CLASSES = ("models.yolo.Model", "models.yolo.DetectionModel")
+_BATCHNORM_CLASS = "torch.nn.modules.batchnorm.BatchNorm2d"
+# Ceilings checked on the zip's declared sizes before anything is inflated. torch.save stores
+# members uncompressed, so a member that inflates more than this is a decompression bomb, not a
+# checkpoint (float weights deflate by about 1.1x); and a YOLOv5 training checkpoint (model, EMA
+# and optimizer state of the largest variant) holds far less than the byte ceiling.
+MAX_INFLATION_RATIO = 20
+MAX_CHECKPOINT_BYTES = 4 << 30
+# what a damaged archive or pickle raises inside zipfile / pickle / torch while it is read
+_DAMAGED_FILE_ERRORS = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, zlib.error,
+                        struct.error, ValueError, TypeError, IndexError, KeyError,
+                        AttributeError, RuntimeError, OverflowError, RecursionError,
+                        UnicodeDecodeError)
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
     "torch.HalfStorage": torch.float16,
     "torch.FloatStorage": torch.float32,
@@ -94,11 +108,29 @@ class ImportedCheckpoint:
     activation: str
 
 
+def _int_tuple(values: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(values, tuple | list) or not all(
+            type(v) is int and v >= 0 for v in values):
+        raise CheckpointImportError(
+            f"tensor {what} must be non-negative integers, got {values!r:.80}")
+    return tuple(values)
+
+
 def _rebuild_tensor_v2(
     storage: torch.Tensor, storage_offset: int, size: tuple, stride: tuple, *_: Any
 ) -> torch.Tensor:
-    # as_strided checks the view stays inside the storage
-    return torch.as_strided(storage, tuple(size), tuple(stride), storage_offset)
+    """A view of a storage, checked to lie inside it (the pickle chooses every number)."""
+    size, stride = _int_tuple(size, "size"), _int_tuple(stride, "stride")
+    if not isinstance(storage, torch.Tensor) or type(storage_offset) is not int \
+            or len(size) != len(stride) or not 0 <= storage_offset <= storage.numel():
+        raise CheckpointImportError("malformed tensor record in the checkpoint")
+    if all(size):
+        end = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
+        if end > storage.numel():
+            raise CheckpointImportError(
+                f"a tensor of size {list(size)} reaches element {end} of a storage of "
+                f"{storage.numel()}: the checkpoint is damaged")
+    return torch.as_strided(storage, size, stride, storage_offset)
 
 
 def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
@@ -153,22 +185,35 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType)):
-            raise CheckpointImportError(f"unexpected persistent id in the checkpoint: {pid!r}")
+                and isinstance(pid[1], _StorageType) and type(pid[4]) is int and pid[4] >= 0):
+            raise CheckpointImportError(f"unexpected persistent id in the checkpoint: {pid!r:.80}")
         _, storage_type, key, _location, numel = pid
         if key not in self._storages:
-            self._storages[key] = self._read_storage(str(key), storage_type.dtype, int(numel))
+            self._storages[key] = self._read_storage(str(key), storage_type.dtype, numel)
         return self._storages[key]
 
     def _read_storage(self, key: str, dtype: torch.dtype, numel: int) -> torch.Tensor:
-        """A storage as a flat tensor of ``numel`` elements (little-endian, as torch writes)."""
-        raw = bytearray(self._archive.read(f"{self._prefix}data/{key}"))
-        expected = numel * torch.empty((), dtype=dtype).element_size()
-        if len(raw) < expected:
-            raise CheckpointImportError(f"storage {key} is truncated ({len(raw)} < {expected})")
-        if numel == 0:
-            return torch.empty(0, dtype=dtype)
-        return torch.frombuffer(raw, dtype=dtype, count=numel)
+        """A storage as a flat tensor of ``numel`` elements (little-endian, as torch writes),
+        read into one buffer of its declared size after that size was checked."""
+        try:
+            info = self._archive.getinfo(f"{self._prefix}data/{key}")
+        except KeyError:
+            raise CheckpointImportError(f"storage {key} is missing from the archive") from None
+        nbytes = numel * torch.empty((), dtype=dtype).element_size()
+        if info.file_size != nbytes:
+            raise CheckpointImportError(f"storage {key} holds {info.file_size} bytes but the "
+                                        f"pickle asks for {nbytes}: the checkpoint is damaged")
+        buffer = torch.empty(nbytes, dtype=torch.uint8)
+        view = buffer.numpy()
+        with self._archive.open(info) as member:
+            done = 0
+            while done < nbytes:
+                chunk = member.read(min(1 << 20, nbytes - done))
+                if not chunk:
+                    raise CheckpointImportError(f"storage {key} is truncated")
+                view[done:done + len(chunk)] = memoryview(chunk)
+                done += len(chunk)
+        return buffer.view(dtype)
 
     def _placeholder(self, full: str) -> type[Placeholder]:
         if full not in self._placeholders:
@@ -188,8 +233,28 @@ def _archive_prefix(archive: zipfile.ZipFile) -> str:
     return prefix
 
 
+def _check_declared_sizes(archive: zipfile.ZipFile) -> None:
+    """Refuse a decompression bomb from the zip directory alone, before inflating anything."""
+    total = 0
+    for info in archive.infolist():
+        total += info.file_size
+        if (info.compress_type != zipfile.ZIP_STORED
+                and info.file_size > MAX_INFLATION_RATIO * max(info.compress_size, 1)):
+            raise CheckpointImportError(
+                f"member {info.filename} inflates {info.compress_size} bytes to "
+                f"{info.file_size} (more than {MAX_INFLATION_RATIO}x): refused as a "
+                "decompression bomb (torch.save does not compress)")
+    if total > MAX_CHECKPOINT_BYTES:
+        raise CheckpointImportError(f"the archive declares {total} bytes, more than the "
+                                    f"{MAX_CHECKPOINT_BYTES} a YOLOv5 checkpoint could need")
+
+
 def load_checkpoint_safely(path: str | Path) -> Any:
-    """Unpickle a torch.save zip with only vetted globals; module objects become placeholders."""
+    """Unpickle a torch.save zip with only vetted globals; module objects become placeholders.
+
+    Every way the file can be unreadable (damaged zip or pickle, a bomb, a hostile global) is a
+    CheckpointImportError naming the file, never a traceback from zipfile, pickle or torch.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -197,8 +262,15 @@ def load_checkpoint_safely(path: str | Path) -> Any:
         raise CheckpointImportError(
             f"{path} is not a zip-format torch checkpoint (legacy or foreign formats are refused)"
         )
-    with zipfile.ZipFile(path) as archive:
-        return _RestrictedUnpickler(archive, _archive_prefix(archive)).load()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_declared_sizes(archive)
+            return _RestrictedUnpickler(archive, _archive_prefix(archive)).load()
+    except CheckpointImportError as e:
+        raise type(e)(f"{path}: {e}") from None
+    except _DAMAGED_FILE_ERRORS as e:
+        raise CheckpointImportError(
+            f"{path}: damaged checkpoint ({type(e).__name__}: {str(e)[:160]})") from None
 
 
 def _state_of(node: Any) -> dict:
@@ -218,14 +290,6 @@ def _collect_tensors(node: Placeholder, prefix: str, out: dict[str, torch.Tensor
     for name, child in (state.get("_modules") or {}).items():
         if child is not None:
             _collect_tensors(child, f"{prefix}{name}.", out)
-
-
-def _module_classes(node: Placeholder, found: set[str]) -> set[str]:
-    found.add(node.qualname)
-    for child in (_state_of(node).get("_modules") or {}).values():
-        if child is not None:
-            _module_classes(child, found)
-    return found
 
 
 def _guess_activation(classes: set[str], description: dict) -> str:
@@ -258,6 +322,50 @@ def _names_list(names: Any, nc: int) -> list[str]:
     return [str(n) for n in names]
 
 
+def _batchnorm_settings(model: Placeholder) -> dict[str, float]:
+    """The BN layers' eps and momentum as description keys; one value per model, since that is
+    what our blocks (and YOLOv5's initialize_weights) use: several eps values are refused."""
+    layers = [state for state in _module_states(model) if state[0] == _BATCHNORM_CLASS]
+    settings = {}
+    for key, attribute in (("bn_eps", "eps"), ("bn_momentum", "momentum")):
+        values = {state.get(attribute) for _, state in layers}
+        if len(values) > 1:
+            raise CheckpointImportError(
+                f"its BatchNorm layers use {len(values)} different {attribute} values "
+                f"({sorted(map(str, values))[:4]}); one value per model is supported")
+        if values:
+            settings[key] = values.pop()
+    return settings
+
+
+def _module_states(node: Placeholder) -> list[tuple[str, dict]]:
+    """(class name, pickled state) of a placeholder module and all its descendants."""
+    found = [(node.qualname, _state_of(node))]
+    for child in (found[0][1].get("_modules") or {}).values():
+        if child is not None:
+            found += _module_states(child)
+    return found
+
+
+def _explicit_anchors(description: dict, model: Placeholder, tensors: dict) -> None:
+    """Ultralytics' ``anchors: 3`` means 'three per level, found by AutoAnchor': the real ones
+    are the Detect layer's ``anchors`` buffer (grid units) times its stride, so write those."""
+    count = description.get("anchors")
+    if not isinstance(count, int) or isinstance(count, bool):
+        return
+    grids = [t for key, t in tensors.items() if key.endswith(".anchors")]
+    strides = [state.get("stride") for name, state in _module_states(model)
+               if name == "models.yolo.Detect"]
+    grid, stride = (grids[0], strides[0]) if len(grids) == len(strides) == 1 else (None, None)
+    if grid is None or grid.dim() != 3 or tuple(grid.shape[1:]) != (count, 2) \
+            or not isinstance(stride, torch.Tensor) or tuple(stride.shape) != (grid.shape[0],):
+        raise CheckpointImportError(
+            f"the description gives 'anchors: {count}' but there is no Detect layer with a "
+            f"[levels, {count}, 2] anchors buffer and one stride per level to take them from")
+    pixels = grid.float() * stride.float().view(-1, 1, 1)
+    description["anchors"] = [[round(v, 4) for v in level.flatten().tolist()] for level in pixels]
+
+
 def import_ultralytics_checkpoint(path: str | Path) -> ImportedCheckpoint:
     """Read an Ultralytics YOLOv5 checkpoint (EMA weights preferred, as YOLOv5 does)."""
     checkpoint = load_checkpoint_safely(path)
@@ -268,12 +376,24 @@ def import_ultralytics_checkpoint(path: str | Path) -> ImportedCheckpoint:
         raise CheckpointImportError(
             f"{path}: 'model' is {model!r}, not one of {_DETECTION_MODEL_CLASSES}"
         )
+    try:
+        return _imported(model)
+    except CheckpointImportError as e:
+        raise CheckpointImportError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise CheckpointImportError(f"{path}: malformed model record ({type(e).__name__}: "
+                                    f"{str(e)[:160]})") from None
+
+
+def _imported(model: Placeholder) -> ImportedCheckpoint:
     state = _state_of(model)
     if not isinstance(state.get("yaml"), dict):
-        raise CheckpointImportError(f"{path}: the model carries no 'yaml' description")
+        raise CheckpointImportError("the model carries no 'yaml' description")
     description = _json_clean(state["yaml"])
     tensors: dict[str, torch.Tensor] = {}
     _collect_tensors(model, "", tensors)
+    _explicit_anchors(description, model, tensors)
+    description |= _batchnorm_settings(model)
     state_dict = {
         k: (t.float() if t.is_floating_point() else t).detach().clone() for k, t in tensors.items()
     }
@@ -281,12 +401,17 @@ def import_ultralytics_checkpoint(path: str | Path) -> ImportedCheckpoint:
         description=description,
         names=_names_list(state.get("names"), int(description["nc"])),
         state_dict=state_dict,
-        activation=_guess_activation(_module_classes(model, set()), description),
+        activation=_guess_activation({name for name, _ in _module_states(model)}, description),
     )
 
 
 def yolov5_from_checkpoint(imported: ImportedCheckpoint) -> YOLOv5:
     """Our YOLOv5 with the imported weights (strict, with shape mismatches named)."""
-    model = YOLOv5(imported.description, activation=imported.activation, names=imported.names)
-    load_checked_state_dict(model, imported.state_dict)
+    try:
+        model = YOLOv5(imported.description, activation=imported.activation,
+                       names=imported.names)
+        load_checked_state_dict(model, imported.state_dict)
+    except (KeyError, TypeError, IndexError) as e:
+        raise CheckpointImportError(f"the checkpoint's description does not build a YOLOv5 "
+                                    f"({type(e).__name__}: {str(e)[:160]})") from None
     return model

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from suhd_ros.yolo.blocks import C3, SPPF, Bottleneck, Concat, Conv, Detect
+from suhd_ros.yolo.blocks import BN_EPS, BN_MOMENTUM, C3, SPPF, Bottleneck, Concat, Conv, Detect
 
 STRIDE_PROBE_SIZE = 256
 
@@ -69,7 +69,8 @@ def _build_layer(
     if module == "Detect":
         nc, anchors = args[0], args[1]
         if not isinstance(anchors, list):
-            raise ValueError("Detect needs explicit anchors (a list per level)")
+            raise ValueError("Detect needs explicit anchors (a list of pixel sizes per level); "
+                             f"got {anchors!r}")
         return Detect(nc, anchors, [ch[j] for j in f]), 0
     raise ValueError(f"unsupported module {module!r} in the YOLOv5 description")
 
@@ -124,6 +125,23 @@ def load_checked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Ten
     model.load_state_dict(state_dict, strict=True)
 
 
+def _bn_setting(description: Mapping, key: str, default: float, low: float, high: float) -> float:
+    value = description.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low < value < high:
+        raise ValueError(f"{key} must be a number in ({low}, {high}), got {value!r}")
+    return float(value)
+
+
+def _set_batchnorm(model: nn.Module, description: Mapping) -> None:
+    """Every BN layer gets the description's eps and momentum: eps changes what the weights
+    compute (a checkpoint trained with eps=1e-5 read with 1e-3 is off by up to ~9 %)."""
+    eps = _bn_setting(description, "bn_eps", BN_EPS, 0.0, 1.0)
+    momentum = _bn_setting(description, "bn_momentum", BN_MOMENTUM, 0.0, 1.0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps, module.momentum = eps, momentum
+
+
 class YOLOv5(nn.Module):
     """YOLOv5 v6.x detection network.
 
@@ -146,6 +164,7 @@ class YOLOv5(nn.Module):
         if len(self.names) != nc:
             raise ValueError(f"{len(self.names)} class names for nc={nc}")
         self.model, self.save = parse_model(self.description, ch, activation)
+        _set_batchnorm(self.model, self.description)
         self._init_strides(ch)
         self._initialize_biases()
 

@@ -25,6 +25,13 @@ FORMAT_VERSION = 1
 METADATA_KEY = "suhd"
 LAMBDA_PREFIX = "snn.lambda."
 REQUIRED_METADATA = ("format_version", "names", "description", "activation")
+# metadata["snn"][SILU_AS_RELU] = True: suhd-convert --allow-silu made this SNN from a SiLU
+# network, whose SiLU layers then run as ReLU spiking neurons (an approximation, stated once
+# wherever the file is loaded)
+SILU_AS_RELU = "silu_as_relu"
+SILU_APPROXIMATION = ("approximation: this SiLU network's activations run as ReLU spiking "
+                      "neurons (converted with --allow-silu); expect lower accuracy than a "
+                      "ReLU-trained model")
 INPUT_SIDE_RANGE = (32, 4096)  # px: one cell of YOLOv5's coarsest stride .. sane memory
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip, raw pickle
