@@ -201,7 +201,12 @@ class SpikeMaxPool(SpikeProducer):
 
 
 class SpikeUpsample(nn.Module):
-    """Nearest upsampling by an integer factor; works on trains and decoded values alike."""
+    """Nearest upsampling by an integer factor; works on trains and decoded values alike.
+
+    One nearest-neighbour interpolate (an ONNX Resize): exported as repeat_interleave, the
+    upsampling left every later tensor without a known rank, and the exporter then turned the
+    Detect head's dim=-1 into axis 3 (a file ONNX Runtime refused).
+    """
 
     def __init__(self, scale_factor: int) -> None:
         super().__init__()
@@ -210,8 +215,9 @@ class SpikeUpsample(nn.Module):
         self.scale_factor = int(scale_factor)
 
     def forward(self, x: Tensor) -> Tensor:
-        s = self.scale_factor
-        return x.repeat_interleave(s, dim=-2).repeat_interleave(s, dim=-1)
+        if x.dim() == 5:  # a train [T, N, C, H, W]
+            return self(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        return F.interpolate(x, scale_factor=self.scale_factor, mode="nearest")
 
 
 class OutputIntegrator(SpikingLayer):
