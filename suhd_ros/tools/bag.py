@@ -36,6 +36,7 @@ from suhd_ros.ros.bag_detect import (
     BagDetection,
     BagSettings,
     BagSummary,
+    check_topics,
     image_topics,
 )
 from suhd_ros.ros.bag_io import STORAGES, BagError, BagReader, BagWriter
@@ -125,9 +126,12 @@ def _settings(args: argparse.Namespace, reader: BagReader) -> BagSettings:
             raise BagError(f"{reader.path}: holds {len(found)} image topics "
                            f"({', '.join(found) or 'none'}): choose with --image-topic")
         topics = found
-    return BagSettings(tuple(topics), tuple(args.ground_truth), args.namespace, args.overlay,
-                       args.copy_input, args.score_threshold, args.iou_threshold,
-                       args.max_detections, tuple(args.classes), args.energy_every_n)
+    settings = BagSettings(tuple(topics), tuple(args.ground_truth), args.namespace,
+                           args.overlay, args.copy_input, args.score_threshold,
+                           args.iou_threshold, args.max_detections, tuple(args.classes),
+                           args.energy_every_n)
+    check_topics(reader, settings)  # before the model loads: bad input fails at once
+    return settings
 
 
 def _report(summary: BagSummary, output: Path) -> None:
@@ -151,10 +155,10 @@ def _detect(args: argparse.Namespace) -> int:
     reader = BagReader(args.input)
     try:
         settings = _settings(args, reader)
-        detector = Detector(args.model, args.device, args.engine, args.timesteps,
-                            args.compression, threads=args.threads or torch.get_num_threads())
         stop = threading.Event()
-        with BagWriter(args.output, args.storage) as writer:
+        with BagWriter(args.output, args.storage) as writer:  # refuses an existing OUT at once
+            detector = Detector(args.model, args.device, args.engine, args.timesteps,
+                                args.compression, threads=args.threads or torch.get_num_threads())
             run = BagDetection(reader, writer, detector, args.model, settings)
             with tqdm(total=run.summary.images, unit="frame", disable=args.quiet) as bar, \
                     _first_interrupt_sets(stop):
