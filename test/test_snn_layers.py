@@ -19,7 +19,7 @@ from suhd_ros.snn.layers import (
     set_engine,
     set_statistics,
 )
-from suhd_ros.snn.neurons import spikes_from_levels
+from suhd_ros.snn.neurons import spikes_from_levels, step_spike_counts
 
 torch.set_num_threads(1)
 CODING = SpikeCoding("stdi", 3, 2)  # tau = (3, 2, 1), L = 12
@@ -132,14 +132,19 @@ def test_output_integrator_returns_analog_potential() -> None:
         assert value.min() < 0  # never fires: negative potentials come out as they are
 
 
-@pytest.mark.parametrize("histogram", ["histc", "bincount"])
-def test_level_spike_counts_match_spikes_from_levels(histogram, monkeypatch) -> None:
-    if histogram == "bincount":  # the path for layers too large for exact float counts
-        monkeypatch.setattr("suhd_ros.snn.layers._EXACT_FLOAT_COUNT", 1)
-    coding = SpikeCoding("stdi", 4, 3)
-    levels = torch.randint(0, coding.L + 1, (3, 2, 4, 4), generator=_generator(6)).float()
-    expected = spikes_from_levels(levels, coding).sum(dim=(2, 3, 4)).T
-    assert torch.equal(level_spike_counts(levels, coding), expected.long())
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("coding", [SpikeCoding("stdi", 4, 3), SpikeCoding("stdi", 1, 2),
+                                    SpikeCoding("rate", 5)])
+def test_level_spike_counts_match_spikes_from_levels(coding, layout, monkeypatch) -> None:
+    levels = torch.randint(0, coding.L + 1, (3, 2, 4, 5), generator=_generator(6)).float()
+    if layout == "channels_last":
+        levels = levels.contiguous(memory_format=torch.channels_last)
+    expected = spikes_from_levels(levels, coding).sum(dim=(2, 3, 4)).T.long()
+    assert torch.equal(level_spike_counts(levels, coding), expected)
+    assert torch.equal(step_spike_counts(levels, coding).long(), expected)
+    monkeypatch.setattr("suhd_ros.snn.neurons.EXACT_FLOAT32_COUNT", 1)  # a layer too large
+    counts = step_spike_counts(levels, coding)  # for exact float32 sums
+    assert counts.dtype == torch.float64 and torch.equal(counts.long(), expected)
 
 
 def test_statistics_accumulate_reset_and_switch_off() -> None:

@@ -17,7 +17,6 @@ from suhd_ros.snn.neurons import SpikingNeuron, spikes_from_levels, stdi_fire
 
 Engine = Literal["reference", "fused"]
 SPIKING_ENGINES: tuple[Engine, ...] = ("fused", "reference")
-_EXACT_FLOAT_COUNT = 2**24  # float32 counts are exact below this
 
 
 def check_engine(engine: str) -> Engine:
@@ -34,21 +33,21 @@ def level_spike_table(coding: SpikeCoding) -> Tensor:
 def level_spike_counts(n: Tensor, coding: SpikeCoding, table: Tensor | None = None) -> Tensor:
     """Spikes per sample and step [N, T] (int64) of levels n [N, ...], as the neurons send them.
 
-    Equal to summing `spikes_from_levels(n)` but cheaper: a histogram of the levels per sample
-    times the spikes each level sends per step (`table`, from `level_spike_table`). torch.histc
-    bins the float levels directly (about 2.4x faster than an integer bincount on the CPU); its
-    float32 counts are exact below 2**24 values per sample, else bincount is used.
+    Equal to summing `spikes_from_levels(n)` but cheaper: an integer histogram of the levels per
+    sample (one bincount over the int32 levels, read in memory order, so a channels-last tensor
+    is not copied) times the spikes each level sends per step (`table`). Its cost does not grow
+    with T. On the default model counting adds about 0.35x the fused engine's time; torch.histc
+    added 1.4x and the step-by-step rule (`step_spike_counts`, what the ONNX graph computes)
+    0.6x.
     """
     table = level_spike_table(coding).to(n.device) if table is None else table
     size = coding.L + 1
-    rows = n.reshape(n.shape[0], -1)
-    if rows.shape[1] < _EXACT_FLOAT_COUNT:
-        hist = torch.stack([torch.histc(row, bins=size, min=-0.5, max=size - 0.5)
-                            for row in rows.float()]).long()
-    else:
-        index = rows.to(torch.int32)
-        index = index + torch.arange(len(rows), device=n.device, dtype=torch.int32)[:, None] * size
-        hist = torch.bincount(index.flatten(), minlength=len(rows) * size).view(-1, size)
+    order = sorted(range(1, n.dim()), key=lambda d: -n.stride(d))
+    index = n.permute(0, *order).reshape(n.shape[0], -1).to(torch.int32)
+    if n.shape[0] > 1:
+        offsets = torch.arange(n.shape[0], device=n.device, dtype=torch.int32) * size
+        index = index + offsets[:, None]
+    hist = torch.bincount(index.view(-1), minlength=n.shape[0] * size).view(-1, size)
     return (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
 
 

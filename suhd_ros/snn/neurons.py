@@ -55,6 +55,31 @@ def spikes_from_levels(n: Tensor, coding: SpikeCoding) -> Tensor:
     return torch.stack(spikes)
 
 
+EXACT_FLOAT32_COUNT = 2**24  # float32 sums of integers are exact while they stay below this
+
+
+def step_spike_counts(n: Tensor, coding: SpikeCoding) -> Tensor:
+    """Spikes per sample and step [N, T] (float) of integer levels n [N, ...] in 0..L.
+
+    `spikes_from_levels` summed over each sample, one step at a time, so the [T, ...] train is
+    never built: a few elementwise passes and one sum per step, in any memory layout. Plain
+    operators only, so the ONNX export computes it inside the graph. The sums are float32
+    where a sample's count cannot reach 2**24 (then every partial sum is an exact integer),
+    else float64. The last step sends what is left (tau = 1 there in both codings).
+    """
+    dims = tuple(range(1, n.dim()))
+    exact = n[0].numel() * coding.f_c < EXACT_FLOAT32_COUNT
+    dtype = torch.float32 if exact else torch.float64
+    counts = []
+    rest = n
+    for tau_t in coding.tau[:-1]:
+        s = torch.div(rest, tau_t).floor_().clamp_(max=coding.f_c)
+        counts.append(s.sum(dims, dtype=dtype))
+        rest = torch.sub(n, s, alpha=tau_t) if rest is n else rest.sub_(s, alpha=tau_t)
+    counts.append(rest.sum(dims, dtype=dtype))
+    return torch.stack(counts, dim=1)
+
+
 def fire_step_(u: Tensor, tau_t: int, f_c: int, out: Tensor | None = None) -> Tensor:
     """One firing step in units of theta, the paper's eq. 12, in place: a burst of
     s = min(floor(u / tau(t)), f_c) spikes where u >= tau(t), then u -= s tau(t) (reset by
