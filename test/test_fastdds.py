@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
 from suhd_ros.ros.fastdds import (
     FASTDDS_VARIABLE,
     FASTRTPS_VARIABLE,
+    QOS_FROM_XML_VARIABLE,
     profile_environment,
+    profile_path,
     profile_variable,
     use_package_profile,
 )
@@ -24,7 +27,7 @@ def test_each_distro_gets_the_one_name_its_fast_dds_reads(distro: str | None,
     environ = {} if distro is None else {"ROS_DISTRO": distro}
     assert profile_variable(environ) == variable
     chosen = profile_environment("", environ)
-    assert list(chosen) == [variable]
+    assert list(chosen) == [variable, QOS_FROM_XML_VARIABLE]
     assert Path(chosen[variable]).name == "fastdds_large_images.xml"
     assert Path(chosen[variable]).is_file()
 
@@ -51,7 +54,7 @@ def test_the_other_name_is_unset_so_nodes_see_exactly_one() -> None:
     assert kilted == {"ROS_DISTRO": "kilted", FASTDDS_VARIABLE: "/etc/old.xml"}
     jazzy = {"ROS_DISTRO": "jazzy", FASTDDS_VARIABLE: ""}  # empty: unset, and removed
     assert use_package_profile(jazzy).endswith("fastdds_large_images.xml")
-    assert set(jazzy) == {"ROS_DISTRO", FASTRTPS_VARIABLE}
+    assert set(jazzy) == {"ROS_DISTRO", FASTRTPS_VARIABLE, QOS_FROM_XML_VARIABLE}
 
 
 def test_an_empty_variable_counts_as_unset_and_a_requested_profile_wins() -> None:
@@ -61,3 +64,15 @@ def test_an_empty_variable_counts_as_unset_and_a_requested_profile_wins() -> Non
     assert env[FASTDDS_VARIABLE].endswith("fastdds_large_images.xml")
     assert profile_environment("/opt/p.xml", {FASTDDS_VARIABLE: "/etc/mine.xml"}) == {
         FASTDDS_VARIABLE: "/opt/p.xml"}
+
+
+def test_the_package_profile_frees_samples_and_a_users_choice_is_kept() -> None:
+    """Only the package's profile sets DYNAMIC history memory (test_node_memory.py shows why);
+    rmw_fastrtps reads it only with RMW_FASTRTPS_USE_QOS_FROM_XML=1."""
+    assert profile_environment("", {})[QOS_FROM_XML_VARIABLE] == "1"
+    assert QOS_FROM_XML_VARIABLE not in profile_environment("", {FASTDDS_VARIABLE: "/m.xml"})
+    assert QOS_FROM_XML_VARIABLE not in profile_environment("", {QOS_FROM_XML_VARIABLE: "0"})
+    root = ElementTree.parse(profile_path()).getroot()
+    policies = {element.tag.split("}")[-1]: element.findtext("{*}historyMemoryPolicy")
+                for element in root.iter() if element.get("is_default_profile") == "true"}
+    assert policies == {"participant": None, "data_reader": "DYNAMIC", "data_writer": "DYNAMIC"}
