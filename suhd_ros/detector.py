@@ -3,7 +3,8 @@
 Pure PyTorch + numpy: the ROS nodes and the command-line tools both sit on top of this. It is
 also the one home of the run-time choices every caller shares: the engine names (`ENGINES`),
 device strings (`parse_device`, `resolve_device`), the CPU threads of inference and the way
-to abandon an inference (`detect(cancel=...)`).
+to abandon an inference (`detect(cancel=...)`). The network itself runs behind a backend
+(`backends.runtimes`: PyTorch, or the exported graph in ONNX Runtime or OpenVINO).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from suhd_ros.backends.onnx_export import ExportInfo, file_sha256, spiking_layers
+from suhd_ros.backends.runtimes import BACKENDS, BackendError, make_backend
 from suhd_ros.paths import default_model_path, resolve_model_path
 from suhd_ros.snn.coding import DEFAULT_T, SpikeCoding
 from suhd_ros.snn.convert import conv_blocks, convert_to_snn, fold_batchnorm
@@ -41,7 +44,7 @@ from suhd_ros.yolo.preprocess import network_input
 
 ENGINES = (*SPIKING_ENGINES, "ann")  # "ann": the source network with BN folded, to compare
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
-__all__ = ["ENGINES", "DetectionCancelled", "Detector", "DetectorError", "FrameResult",
+__all__ = ["BACKENDS", "ENGINES", "DetectionCancelled", "Detector", "DetectorError", "FrameResult",
            "default_model_path", "parse_device", "resolve_device"]
 
 
@@ -152,12 +155,21 @@ class Detector:
     threads: CPU threads of inference, set before each detect() in the thread that calls it
     (torch's OpenMP thread count belongs to the thread that sets it, so a node's worker thread
     must set its own); None leaves torch's setting alone.
+    backend: "torch" runs the network in PyTorch; "onnxruntime" / "openvino" run its exported
+    graph (built from the model file on first use and cached, see backends.runtimes), with the
+    PyTorch network kept on the CPU for the export and the energy model. A runtime that is
+    missing or cannot use the device is a DetectorError, never a quiet fallback. Foreign
+    runtimes check `cancel` before and after the forward pass, not between layers.
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
                  timesteps: int | None = None, compression: int | None = None,
                  coding: str | None = None, statistics: bool = True,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, backend: str = "torch") -> None:
+        if backend not in BACKENDS:
+            raise DetectorError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend != "torch" and engine == "reference":
+            raise DetectorError("the reference engine runs only in PyTorch (backend torch)")
         if engine not in ENGINES:
             raise DetectorError(f"engine must be one of {ENGINES}, got {engine!r}")
         if threads is not None and threads < 1:
@@ -179,7 +191,9 @@ class Detector:
                               timesteps or snn_meta.get("T", DEFAULT_T),
                               compression or snn_meta.get("f_c"),
                               bool(snn_meta.get("half_start", False)))
-        self.model = self._build(ann, model_file.lambdas).to(self.device).eval()
+        model_device = self.device if backend == "torch" else torch.device("cpu")
+        self.model = self._build(ann, model_file.lambdas).to(model_device).eval()
+        self.backend = self._backend(backend)
         self._cancel: threading.Event | None = None
         self._cancel_hooks = False
         self._counting = statistics
@@ -209,6 +223,29 @@ class Detector:
                                   allow_silu=self.approximation is not None)
         except (KeyError, ValueError) as e:
             raise DetectorError(f"cannot convert {self.model_path} to an SNN: {e}") from e
+
+    def _backend(self, name: str) -> Any:
+        info = None if name == "torch" else ExportInfo(
+            tuple(self.names), self.input_size, self.engine,
+            None if self.engine == "ann" else self.coding, file_sha256(self.model_path))
+        try:
+            return make_backend(name, self.model, info, self.device, self.threads)
+        except BackendError as e:
+            raise DetectorError(str(e)) from e
+
+    def _forward(self, x: torch.Tensor, count_spikes: bool) -> torch.Tensor:
+        """Predictions from the backend; spike counts a graph computed go into the layers'
+        statistics, where the energy meter reads them as it reads PyTorch's own."""
+        if self.backend.name != "torch":
+            self._check_cancel(None, None)
+        predictions, counts = self.backend.run(x, count_spikes)
+        if counts is not None:
+            for (_, layer), layer_counts in zip(spiking_layers(self.model), counts.unbind(1),
+                                                strict=True):
+                layer._record(layer_counts.round().long())
+        if self.backend.name != "torch":
+            self._check_cancel(None, None)
+        return predictions
 
     def _meter_for_call(self, count_spikes: bool) -> EnergyMeter | None:
         """Spike counting on or off for the next forward pass; the meter to read it, if on."""
@@ -257,7 +294,7 @@ class Detector:
         x, infos = self.preprocess(images)
         meter = self._meter_for_call(count_spikes)
         self._watch(cancel)
-        predictions, _raw = self.model(x)
+        predictions = self._forward(x, meter is not None)
         per_image = postprocess(predictions, score_threshold, iou_threshold,
                                 list(classes) if classes else None, max_detections, multi_label)
         energy = [FrameEnergy.from_report(meter.report(x.shape, i)) if meter else None
