@@ -34,6 +34,7 @@ setup(
             "suhd-train = suhd_ros.tools.train:main",
             "suhd-demo = suhd_ros.tools.demo:main",
             "suhd-dds-check = suhd_ros.tools.dds_check:main",
+            "suhd-export = suhd_ros.tools.export:main",
             "suhd-bag = suhd_ros.tools.bag:main",
         ],
     },
