@@ -52,6 +52,7 @@ DECLARED: dict[str, Spec] = {
     "model_path": Spec(Type.STRING),
     "device": Spec(Type.STRING),
     "engine": Spec(Type.STRING),
+    "backend": Spec(Type.STRING),
     "threads": Spec(Type.INTEGER, (0, 256)),
     "timesteps": Spec(Type.INTEGER, (0, 64)),
     "compression": Spec(Type.INTEGER, (0, 16)),
@@ -79,6 +80,7 @@ SAMPLES: dict[Type, Any] = {
 DISALLOWED_STRINGS = {
     "device": ["tpu", "cuda:x", "", "gpu0"],
     "engine": ["fast", "FUSED ", ""],
+    "backend": ["tensorrt", "ORT", ""],
     "input_transport": ["theora", "Raw", ""],
     "qos_reliability": ["sometimes", "best effort", ""],
 }

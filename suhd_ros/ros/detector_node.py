@@ -39,6 +39,7 @@ from std_srvs.srv import SetBool
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from suhd_ros.detector import (
+    BACKENDS,
     ENGINES,
     DetectionCancelled,
     Detector,
@@ -87,6 +88,8 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
      "the embedded default model", RELOAD),
     ("device", "auto", "auto, cpu, cuda or cuda:N; CUDA missing -> CPU", RELOAD),
     ("engine", "fused", f"one of {list(ENGINES)}", RELOAD),
+    ("backend", "torch", f"one of {list(BACKENDS)}: PyTorch, or the exported graph in ONNX "
+     "Runtime / OpenVINO (a missing runtime fails configure)", RELOAD),
     ("threads", 0, "CPU threads of inference; 0 = all cores but one (at least 1), which the "
      "executor, DDS and the camera need", {"ints": (0, 256), **RELOAD}),
     ("timesteps", 0, "T, the SNN's timesteps; 0 = the model file's",
@@ -203,6 +206,7 @@ def _check_topics(value: Any) -> str | None:
 VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "device": _check_device,
     "engine": _choice("engine", ENGINES),
+    "backend": _choice("backend", BACKENDS),
     "input_transport": _choice("input_transport", TRANSPORTS),
     "qos_reliability": _choice("qos_reliability", tuple(RELIABILITY_POLICIES)),
     "classes": _check_classes,
@@ -320,6 +324,7 @@ class SuhdDetectorNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         d = self._detector
         self.get_logger().info(f"loaded {d.model_path} on {d.device}: engine {d.engine}, "
+                               f"backend {d.backend.name}, "
                                f"T={d.T}, f_c={d.f_c}, {len(d.names)} classes")
         return TransitionCallbackReturn.SUCCESS
 
@@ -378,7 +383,8 @@ class SuhdDetectorNode(LifecycleNode):
             detector = Detector(self._param("model_path"), device=self._param("device"),
                                 engine=self._param("engine"), timesteps=self._param("timesteps"),
                                 compression=self._param("compression"),
-                                threads=self._param("threads") or inference_threads())
+                                threads=self._param("threads") or inference_threads(),
+                                backend=self._param("backend"))
         for warning in caught:
             self.get_logger().warning(str(warning.message))
         return detector
