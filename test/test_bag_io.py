@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 from mcap.reader import make_reader
+from rosbags.interfaces import (
+    Connection,
+    ConnectionExtRosbag2,
+    MessageDefinition,
+    MessageDefinitionFormat,
+)
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from std_msgs.msg import Header
 from test_vision_msgs_hashes import GOLDEN, _share_dir
@@ -21,6 +27,7 @@ from suhd_ros.ros.bag_io import (
     BagError,
     BagReader,
     BagWriter,
+    copy_definition,
     decode,
     message_definition,
     qos,
@@ -128,3 +135,20 @@ def test_damaged_files_are_one_bag_error(tmp_path: Path) -> None:
     for name in ("truncated.mcap", "noise.mcap", "missing"):
         with pytest.raises(BagError, match=f"{name}: cannot open as a rosbag2 bag"):
             BagReader(tmp_path / name)
+
+
+def _connection(msgtype: str, msgdef: str, digest: str) -> Connection:
+    return Connection(1, "/t", msgtype, MessageDefinition(MessageDefinitionFormat.MSG, msgdef),
+                      digest, 0, ConnectionExtRosbag2("cdr", []), None)
+
+
+def test_a_copied_topic_keeps_or_completes_its_definition() -> None:
+    definition, digest = message_definition(IMAGE), type_hash(IMAGE)
+    assert copy_definition(_connection(IMAGE, "int32 x\n", "RIHS01_x")) == ("int32 x\n",
+                                                                             "RIHS01_x")
+    # Humble wrote definitions without hashes: the hash is computed from the bag's definition
+    assert copy_definition(_connection(IMAGE, definition, "")) == (definition, digest)
+    assert copy_definition(_connection("my_msgs/msg/Point", "int32 x\n", ""))[1] != digest
+    # no definition at all (Humble's SQLite3): the installed type's
+    assert copy_definition(_connection(IMAGE, "", "")) == (definition, digest)
+    assert copy_definition(_connection("my_msgs/msg/Unknown", "", "")) is None

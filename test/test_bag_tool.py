@@ -179,6 +179,24 @@ def test_every_encoding_the_node_decodes(encoding: str, detector: Detector,
             np.testing.assert_allclose(boxes, expected, atol=1e-3)
 
 
+def test_several_cameras_are_named_as_in_the_node(detector: Detector, tmp_path: Path) -> None:
+    with BagWriter(tmp_path / "in") as writer:
+        for side in ("left", "right"):
+            write_synthetic(writer, SyntheticSettings(2, f"/{side}/image_raw", WIDTH, HEIGHT))
+    reader = BagReader(tmp_path / "in")
+    with BagWriter(tmp_path / "out") as writer:
+        summary = BagDetection(reader, writer, detector, "", BagSettings(
+            ("/left/image_raw", "/right/image_raw"), namespace="stereo/")).run()
+    reader.close()
+    assert summary.frames == 4
+    out = BagReader(tmp_path / "out")
+    assert sorted(out.topic_types()) == ["/diagnostics", "/stereo/left/detections",
+                                         "/stereo/left/label_info", "/stereo/right/detections",
+                                         "/stereo/right/label_info"]
+    assert out.count(["/stereo/left/detections"]) == out.count(["/stereo/right/detections"]) == 2
+    out.close()
+
+
 def test_sqlite3_in_and_out(detector: Detector, tmp_path: Path) -> None:
     with BagWriter(tmp_path / "in", "sqlite3") as writer:
         write_synthetic(writer, SyntheticSettings(2, width=WIDTH, height=HEIGHT))

@@ -26,7 +26,15 @@ from suhd_ros.detector import Detector
 from suhd_ros.evaluation.coco import Detections, GroundTruth, evaluate_detections
 from suhd_ros.frame_statistics import CameraStatistics, FrameStatistics, InferenceErrors
 from suhd_ros.ros import diagnostics
-from suhd_ros.ros.bag_io import BagError, BagReader, BagWriter, decode, qos, ros_time
+from suhd_ros.ros.bag_io import (
+    BagError,
+    BagReader,
+    BagWriter,
+    copy_definition,
+    decode,
+    qos,
+    ros_time,
+)
 from suhd_ros.ros.conversions import (
     detections_to_msg,
     image_to_rgb,
@@ -130,12 +138,18 @@ def check_topics(reader: BagReader, settings: BagSettings) -> None:
         raise BagError(f"{reader.path}: no messages on {', '.join(settings.image_topics)}")
 
 
+def _namespace(settings: BagSettings) -> str:
+    """The absolute namespace without a trailing slash ("" for the root)."""
+    name = settings.namespace.strip("/")
+    return f"/{name}" if name else ""
+
+
 def _cameras(settings: BagSettings) -> list[_Camera]:
     """The node's naming: one camera's outputs straight under the namespace, several cameras'
     each under the name that tells their topics apart."""
     topics = list(settings.image_topics)
     keys = [""] if len(topics) == 1 else camera_keys(topics)
-    base = settings.namespace.rstrip("/")
+    base = _namespace(settings)
     return [_Camera(topic, key, f"{base}/{key}/" if key else f"{base}/")
             for topic, key in zip(topics, keys, strict=True)]
 
@@ -148,7 +162,7 @@ class BagDetection:
         self.reader, self.writer, self.detector = reader, writer, detector
         self.settings = settings
         self.cameras = {c.topic: c for c in _cameras(settings)}
-        self.node = f"{settings.namespace.rstrip('/')}/{NODE_NAME}"
+        self.node = f"{_namespace(settings)}/{NODE_NAME}"
         self._model_path = model_path
         self._statistics = FrameStatistics(0.0)
         self._errors = InferenceErrors()
@@ -178,8 +192,8 @@ class BagDetection:
         return self._declare_copies(taken) if self.settings.copy_input else set()
 
     def _declare_copies(self, taken: set[str]) -> set[str]:
-        """Each input topic under its own name, definition, hash and QoS; a topic whose bag
-        lacks a definition or hash is left out (named in the summary)."""
+        """Each input topic under its own name, definition, hash and QoS; a topic without a
+        definition (in the bag or installed) is left out and named in the summary."""
         copied = set()
         for connection in self.reader.connections:
             topic = connection.topic
@@ -188,12 +202,12 @@ class BagDetection:
                                "writes: give another --namespace, or leave out --copy-input")
             if topic in copied:
                 continue
-            if not (connection.msgdef.data and connection.digest):
+            definition = copy_definition(connection)
+            if definition is None:
                 self.summary.not_copied.append(topic)
                 continue
             offered = getattr(connection.ext, "offered_qos_profiles", [])
-            self.writer.add_topic(topic, connection.msgtype, offered, connection.msgdef.data,
-                                  connection.digest)
+            self.writer.add_topic(topic, connection.msgtype, offered, *definition)
             copied.add(topic)
         return copied
 

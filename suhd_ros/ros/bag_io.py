@@ -31,6 +31,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.interfaces import (
     Connection,
     ConnectionExtRosbag2,
+    MessageDefinitionFormat,
     Qos,
     QosDurability,
     QosHistory,
@@ -40,6 +41,7 @@ from rosbags.interfaces import (
 )
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.storage_mcap import Channel, McapWriter, write_channel, write_string
+from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 9  # the rosbag2 metadata version Jazzy and Kilted write
@@ -121,6 +123,25 @@ def type_hash(msgtype: str) -> str:
         if entry["type_name"] == msgtype:
             return entry["hash_string"]
     raise BagError(f"{path}: no type hash of {msgtype}")
+
+
+def copy_definition(connection: Connection) -> tuple[str, str] | None:
+    """(definition, type hash) to write a copied topic with: the input's own; the hash of its
+    own .msg definition where it has none (Humble recorded none); else the installed type's;
+    None when there is neither."""
+    msgdef, msgtype = connection.msgdef.data, connection.msgtype
+    if msgdef and connection.digest:
+        return msgdef, connection.digest
+    try:
+        if not msgdef:
+            return message_definition(msgtype), type_hash(msgtype)
+        if connection.msgdef.format == MessageDefinitionFormat.MSG:
+            store = get_typestore(Stores.EMPTY)
+            store.register(get_types_from_msg(msgdef, msgtype))
+            return msgdef, store.hash_rihs01(msgtype)
+    except (BagError, TypesysError):
+        pass
+    return None
 
 
 def message_class(msgtype: str) -> type:
