@@ -84,12 +84,14 @@ def evaluate(detector: Detector, scenes: Sequence[Scene], batch_size: int = 8,
 
 
 def sweep(model_path: str, scenes: Sequence[Scene], configs: Sequence[RunConfig],
-          device: str = "cpu", progress=None, multi_label: bool = True) -> list[dict]:
-    """One evaluated row per configuration, each tagged with its settings and label."""
+          device: str = "cpu", progress=None, multi_label: bool = True,
+          backend: str = "torch") -> list[dict]:
+    """One evaluated row per configuration, each tagged with its settings and label; every
+    configuration runs on `backend` (see Detector)."""
     rows = []
     for config in configs:
         detector = Detector(model_path, device, config.engine, config.T, config.f_c,
-                            coding=config.coding)
+                            coding=config.coding, backend=backend)
         rows.append({"label": config.label, **asdict(config),
                      **evaluate(detector, scenes, multi_label=multi_label)})
         if progress:

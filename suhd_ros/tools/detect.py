@@ -4,6 +4,7 @@ Examples:
   suhd-detect photo.jpg more/*.png -o out/
   suhd-detect clip.mp4 -o out/ --engine reference --timesteps 4
   suhd-detect photos/ -o out/ --model models/my.safetensors --device cuda
+  suhd-detect photos/ -o out/ --backend onnxruntime     # the exported graph in ONNX Runtime
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from suhd_ros.conversion import IMAGE_SUFFIXES, image_files, read_rgb
-from suhd_ros.detector import ENGINES, Detector, DetectorError, FrameResult
+from suhd_ros.detector import BACKENDS, ENGINES, Detector, DetectorError, FrameResult
 from suhd_ros.ros.overlay import draw_detections
 
 
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="", help="model file (default: the embedded model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--engine", choices=ENGINES, default="fused", help="default fused")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (default), or the exported graph in onnxruntime / openvino")
     p.add_argument("--timesteps", "-T", type=int, help="override the model's T")
     p.add_argument("--compression", "--fc", type=int, help="override the model's f_c")
     p.add_argument("--score-threshold", type=float, default=0.25)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         detector = Detector(args.model, args.device, args.engine, args.timesteps,
-                            args.compression)
+                            args.compression, backend=args.backend)
     except DetectorError as e:
         print(f"suhd-detect: error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from suhd_ros.detector import Detector, DetectorError
+from suhd_ros.detector import BACKENDS, Detector, DetectorError
 from suhd_ros.evaluation.sweep import (
     RunConfig,
     benchmark_scenes,
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("docs/results"), help="output folder")
     p.add_argument("--quick", action="store_true", help="only the ANN and STDI T=4")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="run the networks in PyTorch (default) or as exported ONNX graphs")
     return p
 
 
@@ -112,7 +114,7 @@ def write_report(out: Path, header: str, model_row: str, rows: list[dict],
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        probe = Detector(args.model, args.device, "ann")
+        probe = Detector(args.model, args.device, "ann", backend=args.backend)
     except DetectorError as e:
         print(f"suhd-eval: error: {e}", file=sys.stderr)
         return 2
@@ -122,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     model = str(probe.model_path)
     print(f"suhd-eval: {probe.model_path.name}, {len(scenes)} test scenes {size[1]}x{size[0]}, "
           f"{len(configs)} configurations")
-    rows = sweep(model, scenes, configs, args.device, progress=_print_row)
+    rows = sweep(model, scenes, configs, args.device, progress=_print_row, backend=args.backend)
     print("suhd-eval: as the node publishes (one class per box)")
     single = sweep(model, scenes, [RunConfig("ann"), RunConfig(T=probe.T, f_c=probe.f_c)],
-                   args.device, progress=_print_row, multi_label=False)
+                   args.device, progress=_print_row, multi_label=False, backend=args.backend)
     model_row = f"STDI T={probe.T} f_c={probe.f_c}"  # the model file's own setting
     write_report(args.out, f"# Conversion results: {probe.model_path.name}\n\n"
                  f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
