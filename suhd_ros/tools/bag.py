@@ -173,11 +173,25 @@ def _detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out_of_range(args: argparse.Namespace) -> str | None:
+    """The node's parameter ranges, so a value the node refuses is refused here too."""
+    for name in ("score_threshold", "iou_threshold"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            return f"--{name.replace('_', '-')} must be within [0, 1]"
+    if args.max_detections < 1 or args.energy_every_n < 0 or args.threads < 0:
+        return "--max-detections must be at least 1, --energy-every-n and --threads at least 0"
+    if any(k < 0 for k in args.classes):
+        return "--classes must be class indices >= 0"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if (args.synthetic is None) == (args.input is None):
         parser.error("give either a bag to read or --synthetic N")
+    if problem := _out_of_range(args):
+        parser.error(problem)
     try:
         return _synthetic(args) if args.synthetic is not None else _detect(args)
     except (BagError, DetectorError, ValueError, OSError) as exc:
