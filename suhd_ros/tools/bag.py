@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from suhd_ros.detector import ENGINES, Detector, DetectorError
+from suhd_ros.detector import BACKENDS, ENGINES, Detector, DetectorError
 from suhd_ros.ros.bag_detect import (
     OVERLAYS,
     BagDetection,
@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--model", default="", help="model file (default: the embedded model)")
     node.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     node.add_argument("--engine", choices=ENGINES, default="fused")
+    node.add_argument("--backend", choices=BACKENDS, default="torch",
+                      help="torch, or the exported graph in onnxruntime / openvino")
     node.add_argument("--timesteps", "-T", type=int, help="override the model's T")
     node.add_argument("--compression", "--fc", type=int, help="override the model's f_c")
     node.add_argument("--threads", type=int, default=0,
@@ -158,7 +160,8 @@ def _detect(args: argparse.Namespace) -> int:
         stop = threading.Event()
         with BagWriter(args.output, args.storage) as writer:  # refuses an existing OUT at once
             detector = Detector(args.model, args.device, args.engine, args.timesteps,
-                                args.compression, threads=args.threads or torch.get_num_threads())
+                                args.compression, threads=args.threads or torch.get_num_threads(),
+                                backend=args.backend)
             run = BagDetection(reader, writer, detector, args.model, settings)
             with tqdm(total=run.summary.images, unit="frame", disable=args.quiet) as bar, \
                     _first_interrupt_sets(stop):
