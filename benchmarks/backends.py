@@ -1,22 +1,31 @@
-"""Faster backends for the fused engine: channels_last and torch.compile against eager PyTorch.
+"""Backends for the fused engine against eager PyTorch: channels_last and torch.compile, and the
+exported graph in ONNX Runtime and OpenVINO (Detector(backend=...)).
 
 The issue's rule: adopt a backend only if it is at least 1.3x faster with identical detections
 and spike counts. Each backend gets its own ANN and SNN (fused, T = 4) Detector in this process;
-timing alternates between them round by round, and every test scene is run through each SNN
-backend with spikes counted, to compare detections and spike counts with eager's.
+timing alternates between them round by round (ANN, SNN without and with spike counting), and
+every test scene is run through each SNN backend with spikes counted, to compare detections
+and spike counts with eager's: exactly (same order, 0.01 px) and as sets (same objects and
+classes, boxes within 0.5 px, `backends.agreement`).
+
+Run alone for the table at several thread counts, with mAP per backend:
+  .venv/bin/python benchmarks/backends.py --scenes 200 --threads 1 2
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from suhd_ros.backends.agreement import detections_agree
 from suhd_ros.detector import Detector, FrameResult
 
-BACKENDS = ("eager", "channels_last", "compile")
+BACKENDS = ("eager", "channels_last", "compile", "onnxruntime", "openvino")
+RUNTIMES = ("onnxruntime", "openvino")  # Detector backends: the exported graph
 
 
 def prepare(detector: Detector, backend: str) -> Detector:
@@ -26,6 +35,13 @@ def prepare(detector: Detector, backend: str) -> Detector:
     elif backend == "compile":
         detector.model = torch.compile(detector.model)
     return detector
+
+
+def make_detector(model: str, engine: str, backend: str, threads: int | None) -> Detector:
+    """A CPU Detector whose network `backend` runs, with `threads` inference threads."""
+    if backend in RUNTIMES:
+        return Detector(model, "cpu", engine, threads=threads, backend=backend)
+    return prepare(Detector(model, "cpu", engine, threads=threads), backend)
 
 
 BOX_TOLERANCE_PX, SCORE_TOLERANCE = 0.01, 1e-4  # float rounding of the analog head
@@ -49,12 +65,13 @@ def _frame_times_ms(detect: Callable[[], object], frames: int) -> list[float]:
 
 def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
             backends: tuple[str, ...] = BACKENDS,
-            progress: Callable[[str], None] = print) -> list[dict]:
-    """One row per backend: p50 of ANN and SNN (statistics off), the first-call time, and how
-    many test scenes give eager's detections (`same_detections`) and exactly its spike counts."""
+            progress: Callable[[str], None] = print, threads: int | None = None) -> list[dict]:
+    """One row per backend: p50 of ANN and SNN (statistics off, and counting every frame), the
+    first-call time, and how many test scenes give eager's detections (`same_detections`,
+    and as sets: `agree`) and exactly its spike counts."""
     image = scenes[0]
-    ann = {b: prepare(Detector(model, "cpu", "ann"), b) for b in backends}
-    snn = {b: prepare(Detector(model, "cpu", "fused"), b) for b in backends}
+    ann = {b: make_detector(model, "ann", b, threads) for b in backends}
+    snn = {b: make_detector(model, "fused", b, threads) for b in backends}
     first_call_s = {}
     for b in backends:
         began = time.perf_counter()
@@ -63,12 +80,13 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
         snn[b].detect([image])  # counting compiles its own graph
         first_call_s[b] = time.perf_counter() - began
         progress(f"  {b}: ready after {first_call_s[b]:.1f} s")
-    times: dict[str, tuple[list[float], list[float]]] = {b: ([], []) for b in backends}
+    times: dict[str, tuple[list[float], ...]] = {b: ([], [], []) for b in backends}
     for r in range(rounds):
         for b in backends[r % len(backends):] + backends[:r % len(backends)]:
             times[b][0].extend(_frame_times_ms(lambda b=b: ann[b].detect([image]), frames))
             times[b][1].extend(_frame_times_ms(
                 lambda b=b: snn[b].detect([image], count_spikes=False), frames))
+            times[b][2].extend(_frame_times_ms(lambda b=b: snn[b].detect([image]), frames))
     reference = [snn["eager"].detect([s])[0] for s in scenes]
     rows = []
     for b in backends:
@@ -76,13 +94,71 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
         spike_diff = [abs(r.energy.spikes - e.energy.spikes)
                       for r, e in zip(results, reference, strict=True)]
         rows.append({
-            "backend": b, "ann_p50_ms": float(np.median(times[b][0])),
-            "snn_p50_ms": float(np.median(times[b][1])), "first_call_s": first_call_s[b],
-            "scenes": len(scenes),
+            "backend": b, "threads": threads, "ann_p50_ms": float(np.median(times[b][0])),
+            "snn_p50_ms": float(np.median(times[b][1])),
+            "snn_counting_p50_ms": float(np.median(times[b][2])),
+            "first_call_s": first_call_s[b], "scenes": len(scenes),
             "same_detections": sum(same_detections(r, e)
                                    for r, e in zip(results, reference, strict=True)),
+            "agree": sum(detections_agree(e.boxes_xyxy, e.class_ids, r.boxes_xyxy, r.class_ids)
+                         for r, e in zip(results, reference, strict=True)),
             "same_spike_counts": sum(d == 0 for d in spike_diff),
             "max_spike_diff": float(max(spike_diff)),
+            "max_spike_rel": float(max(d / e.energy.spikes
+                                       for d, e in zip(spike_diff, reference, strict=True))),
             "spikes_per_frame": float(np.mean([e.energy.spikes for e in reference])),
         })
     return rows
+
+
+def map_rows(model: str, count: int, backends: tuple[str, ...]) -> list[dict]:
+    """mAP (YOLOv5's protocol) of the fused SNN on each backend over `count` test scenes."""
+    from suhd_ros.evaluation.sweep import benchmark_scenes, evaluate
+
+    scenes = benchmark_scenes(count)
+    return [{"backend": b, **evaluate(make_detector(model, "fused", b, None), scenes)}
+            for b in backends]
+
+
+def print_table(rows: list[dict]) -> None:
+    eager_ann = {r["threads"]: r["ann_p50_ms"] for r in rows if r["backend"] == "eager"}
+    print("| backend | threads | ANN ms | SNN ms | SNN / ANN | SNN / eager ANN | SNN counting ms "
+          "| counting / not | agree (0.5 px) | same order | max spike diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        base = eager_ann.get(r["threads"], float("nan"))
+        print(f"| {r['backend']} | {r['threads']} | {r['ann_p50_ms']:.1f} | "
+              f"{r['snn_p50_ms']:.1f} | {r['snn_p50_ms'] / r['ann_p50_ms']:.2f} | "
+              f"{r['snn_p50_ms'] / base:.2f} | {r['snn_counting_p50_ms']:.1f} | "
+              f"{r['snn_counting_p50_ms'] / r['snn_p50_ms']:.2f} | {r['agree']}/{r['scenes']} | "
+              f"{r['same_detections']}/{r['scenes']} | {100 * r['max_spike_rel']:.4f} % |")
+
+
+def main() -> None:
+    from suhd_ros.evaluation.sweep import benchmark_scenes
+
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="", help="model file (default: the embedded model)")
+    p.add_argument("--backends", nargs="+", default=["eager", *RUNTIMES], choices=BACKENDS)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--scenes", type=int, default=50, help="test scenes compared (default 50)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--frames", type=int, default=10, help="frames per round and variant")
+    p.add_argument("--map-scenes", type=int, default=0, help="also mAP on this many scenes")
+    args = p.parse_args()
+    scenes = [s.image for s in benchmark_scenes(args.scenes)]
+    rows = []
+    for threads in args.threads:
+        print(f"{threads} thread(s):")
+        rows += measure(args.model, scenes, args.rounds, args.frames, tuple(args.backends),
+                        threads=threads)
+    print_table(rows)
+    if args.map_scenes:
+        for row in map_rows(args.model, args.map_scenes, tuple(args.backends)):
+            print(f"{row['backend']}: mAP@0.5 {row['map50']:.4f}, mAP@0.5:0.95 "
+                  f"{row['map50_95']:.4f}, spikes/frame {row['spikes']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
