@@ -91,7 +91,7 @@ def _counting_into(layers: list[tuple[str, SpikeProducer]],
 
     for name, layer in layers:
         layer._record_levels = recorder(name, layer)  # shadows the method on this instance
-    set_statistics(nn.ModuleList(layer for _, layer in layers), True)
+        layer.record_statistics = True
     try:
         yield
     finally:
@@ -119,8 +119,8 @@ class _Graph(nn.Module):
 
 def export_onnx(model: nn.Module, info: ExportInfo, path: str | Path, spike_counts: bool = False,
                 dynamic_batch: bool = False, opset: int = OPSET) -> Path:
-    """Write `model` (a Detector's network, in eval mode, on the CPU) as an ONNX file; returns
-    its path. The network's own statistics switches are restored afterwards."""
+    """Write `model` (a Detector's network, in eval mode) as an ONNX file; returns its path.
+    The network's own statistics switches are restored afterwards."""
     if spike_counts and info.engine != "fused":
         raise ExportError(f"spike counts need the fused engine, not {info.engine!r}")
     if info.engine == "reference":
@@ -133,7 +133,7 @@ def export_onnx(model: nn.Module, info: ExportInfo, path: str | Path, spike_coun
     graph = _Graph(model, layers).eval()
     outputs = [PREDICTIONS] + ([SPIKE_COUNTS] if layers else [])
     axes = {name: {0: "batch"} for name in [INPUT_NAME, *outputs]} if dynamic_batch else None
-    example = torch.zeros(1, 3, *info.input_size)
+    example = torch.zeros(1, 3, *info.input_size, device=next(model.parameters()).device)
     set_statistics(model, False)
     try:
         with _counting_into(layers, graph.sink) if layers else contextlib.nullcontext(), \
