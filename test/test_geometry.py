@@ -1,0 +1,105 @@
+"""Depth -> 3D without ROS: invalid depths, the inner-median statistic, back-projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from suhd_ros.geometry import (
+    GeometryError,
+    Intrinsics,
+    box_to_3d,
+    boxes_to_3d,
+    depth_in_metres,
+    project,
+)
+
+K = Intrinsics(fx=500.0, fy=480.0, cx=319.5, cy=239.5, width=640, height=480)
+
+
+def _scene(background_m: float = 6.0) -> np.ndarray:
+    """A wall at background_m with a 100 x 80 px card at 2 m whose box is (270, 200, 370, 280)."""
+    depth = np.full((480, 640), background_m, np.float32)
+    depth[200:280, 270:370] = 2.0
+    return depth
+
+
+def test_depth_in_metres_marks_every_invalid_value() -> None:
+    mm = np.array([[0, 1500], [65535, 1]], np.uint16)
+    metres = depth_in_metres(mm)
+    assert np.isnan(metres[0, 0])
+    assert metres[0, 1] == pytest.approx(1.5)
+    assert metres[1, 1] == pytest.approx(0.001)
+    f = np.array([[0.0, np.nan], [np.inf, -1.0], [2.5, 1e-3]], np.float32)
+    metres = depth_in_metres(f)
+    assert np.isnan(metres[:2]).all()
+    assert metres[2].tolist() == pytest.approx([2.5, 1e-3])
+    with pytest.raises(GeometryError, match="uint16 millimetres or float metres"):
+        depth_in_metres(np.zeros((2, 2), np.int32))
+    with pytest.raises(GeometryError, match="H x W"):
+        depth_in_metres(np.zeros((2, 2, 3), np.float32))
+
+
+def test_centre_is_the_back_projected_box_centre_at_the_object_depth() -> None:
+    box = np.array([270.0, 200.0, 370.0, 280.0])
+    result = box_to_3d(_scene(), box, K)
+    assert result is not None
+    x, y, z = result.center
+    assert z == pytest.approx(2.0)
+    # box centre (320, 240) in pixel edges is pixel (319.5, 239.5): the principal point
+    assert (x, y) == pytest.approx((0.0, 0.0), abs=1e-9)
+    assert result.size[0] == pytest.approx(100 * 2.0 / 500.0)
+    assert result.size[1] == pytest.approx(80 * 2.0 / 480.0)
+    assert project(result.center, K) == pytest.approx((320.0, 240.0))
+
+
+def test_background_inside_a_loose_box_does_not_move_the_depth() -> None:
+    """A box 60 % larger than the card: the outer ring shows the far wall; the mean of the whole
+    box would be near 4 m, the inner median stays on the card."""
+    box = np.array([240.0, 176.0, 400.0, 304.0])
+    whole = _scene()[176:304, 240:400]
+    assert whole.mean() > 3.5
+    result = box_to_3d(_scene(), box, K)
+    assert result is not None and result.center[2] == pytest.approx(2.0)
+
+
+def test_holes_and_speckle_are_ignored_but_too_few_valid_depths_give_none() -> None:
+    rng = np.random.default_rng(0)
+    depth = _scene()
+    card = depth[200:280, 270:370]
+    card += rng.normal(0.0, 0.01, card.shape).astype(np.float32)
+    holes = rng.random(card.shape) < 0.4
+    card[holes] = np.nan
+    speckle = rng.random(card.shape) < 0.05
+    card[speckle] = 0.3  # flying pixels far in front
+    box = np.array([270.0, 200.0, 370.0, 280.0])
+    result = box_to_3d(depth, box, K)
+    assert result is not None and result.center[2] == pytest.approx(2.0, abs=0.01)
+    card[rng.random(card.shape) < 0.9] = np.nan
+    assert box_to_3d(depth, box, K) is None
+
+
+def test_boxes_outside_the_image_or_not_finite_give_none() -> None:
+    depth = _scene()
+    assert box_to_3d(depth, np.array([700.0, 10.0, 800.0, 50.0]), K) is None
+    assert box_to_3d(depth, np.array([np.nan, 10.0, 80.0, 50.0]), K) is None
+    assert box_to_3d(depth, np.array([10.0, 10.0, 10.0, 50.0]), K) is None
+
+
+def test_off_centre_object_lands_where_the_pinhole_model_puts_it() -> None:
+    point = (0.4, -0.3, 3.0)
+    u, v = project(point, K)
+    depth = np.full((480, 640), np.nan, np.float32)
+    depth[int(v) - 10:int(v) + 10, int(u) - 10:int(u) + 10] = 3.0
+    results = boxes_to_3d(depth, np.array([[u - 10, v - 10, u + 10, v + 10]]), K)
+    assert results[0] is not None
+    assert results[0].center == pytest.approx(point, abs=1e-6)
+
+
+def test_intrinsics_refuse_an_uncalibrated_camera_and_a_misaligned_depth() -> None:
+    with pytest.raises(GeometryError, match="uncalibrated"):
+        Intrinsics.from_k([0.0] * 9, 640, 480)
+    k = Intrinsics.from_k(K.k(), 640, 480)
+    assert k == K
+    with pytest.raises(GeometryError, match="not aligned"):
+        boxes_to_3d(np.zeros((240, 320), np.float32), np.zeros((1, 4)), k)
