@@ -66,6 +66,10 @@ DECLARED: dict[str, Spec] = {
     "image_topics": Spec(Type.STRING_ARRAY),
     "qos_reliability": Spec(Type.STRING),
     "qos_depth": Spec(Type.INTEGER, (1, 100)),
+    "tracker": Spec(Type.STRING),
+    "depth": Spec(Type.BOOL),
+    "depth_window_ms": Spec(Type.DOUBLE, (0.0, 1000.0)),
+    "depth_queue": Spec(Type.INTEGER, (1, 100)),
     "autostart": Spec(Type.BOOL),
 }
 ROS_OWN = {"use_sim_time", "start_type_description_service"}  # every rclpy node has these
@@ -81,6 +85,7 @@ DISALLOWED_STRINGS = {
     "device": ["tpu", "cuda:x", "", "gpu0"],
     "engine": ["fast", "FUSED ", ""],
     "backend": ["tensorrt", "ORT", ""],
+    "tracker": ["deepsort", "ByteTrack", ""],
     "input_transport": ["theora", "Raw", ""],
     "qos_reliability": ["sometimes", "best effort", ""],
 }

@@ -62,14 +62,18 @@ def detections_to_msg(
     boxes_xyxy: np.ndarray,
     scores: np.ndarray,
     class_ids: np.ndarray,
+    ids: Sequence[str] | None = None,
 ) -> Detection2DArray:
-    """A Detection2DArray: one Detection2D per box, each with one hypothesis and ``header``."""
+    """A Detection2DArray: one Detection2D per box, each with one hypothesis and ``header``;
+    ``ids`` fills Detection2D.id (the tracker's id, "" when untracked)."""
     msg = Detection2DArray(header=header)
     boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
-    for (x1, y1, x2, y2), score, class_id in zip(
-        boxes.tolist(), np.asarray(scores).tolist(), np.asarray(class_ids).tolist(), strict=True
+    id_strings = [""] * len(boxes) if ids is None else list(ids)
+    for (x1, y1, x2, y2), score, class_id, detection_id in zip(
+        boxes.tolist(), np.asarray(scores).tolist(), np.asarray(class_ids).tolist(), id_strings,
+        strict=True,
     ):
-        detection = Detection2D(header=header)
+        detection = Detection2D(header=header, id=detection_id)
         detection.bbox.center.position.x = (x1 + x2) / 2.0
         detection.bbox.center.position.y = (y1 + y2) / 2.0
         detection.bbox.size_x = x2 - x1

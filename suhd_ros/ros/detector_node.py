@@ -33,10 +33,11 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_policy_name_from_kind
 from rclpy.validate_topic_name import validate_topic_name
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
 
 from suhd_ros.detector import (
     BACKENDS,
@@ -61,11 +62,14 @@ from suhd_ros.ros.conversions import (
     rgb_to_image,
     stamp_ns,
 )
+from suhd_ros.ros.depth_inputs import DepthInputs, detections_3d_to_msg
 from suhd_ros.ros.image_encoding import ImageDecodeError
+from suhd_ros.ros.markers import MarkerSet
 from suhd_ros.ros.node_main import run_node
 from suhd_ros.ros.overlay import draw_detections
 from suhd_ros.ros.parameters import descriptor
 from suhd_ros.ros.qos import RELIABILITY_POLICIES, qos_from_parameters
+from suhd_ros.tracking import NO_ID, TRACKERS, ObjectTracker, make_tracker
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -111,6 +115,15 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("qos_reliability", "best_effort", "input QoS reliability: best_effort accepts every "
      "publisher; reliable, system_default", RELOAD),
     ("qos_depth", 5, "input QoS history depth", {"ints": (1, 100), **RELOAD}),
+    ("tracker", "none", f"one of {list(TRACKERS)}: fills Detection2D.id with a track id, "
+     "stable across frames, per camera (the 'trackers' library)", RELOAD),
+    ("depth", False, "3D: subscribe to 'depth/image' (aligned, 16UC1 mm or 32FC1 m) and "
+     "'camera_info' beside each camera's image and publish 'detections_3d' and 'markers'",
+     RELOAD),
+    ("depth_window_ms", 20.0, "largest stamp difference between a colour frame and its depth "
+     "image", {"floats": (0.0, 1000.0), **RELOAD}),
+    ("depth_queue", 10, "depth images kept per camera for stamp matching",
+     {"ints": (1, 100), **RELOAD}),
     ("autostart", True, "configure and activate at start", RELOAD),
 )
 
@@ -142,6 +155,12 @@ class Camera:
     subscription: Any = None
     pending: Image | CompressedImage | None = None
     statistics: CameraStatistics = field(default_factory=CameraStatistics)
+    tracker: ObjectTracker | None = None
+    depth: DepthInputs | None = None  # with its publishers and subscriptions, when depth is on
+    detections_3d_pub: Any = None
+    markers_pub: Any = None
+    markers: MarkerSet = field(default_factory=MarkerSet)
+    depth_subscriptions: list[Any] = field(default_factory=list)
 
 
 Batch = list[tuple[Camera, Image | CompressedImage]]  # the frames the worker takes at once
@@ -207,6 +226,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "device": _check_device,
     "engine": _choice("engine", ENGINES),
     "backend": _choice("backend", BACKENDS),
+    "tracker": _choice("tracker", tuple(TRACKERS)),
     "input_transport": _choice("input_transport", TRANSPORTS),
     "qos_reliability": _choice("qos_reliability", tuple(RELIABILITY_POLICIES)),
     "classes": _check_classes,
@@ -345,6 +365,13 @@ class SuhdDetectorNode(LifecycleNode):
                 message_type, camera.input_topic, partial(self._on_image, camera), qos,
                 event_callbacks=SubscriptionEventCallbacks(
                     incompatible_qos=partial(self._on_incompatible_qos, camera)))
+            if camera.depth is not None:
+                prefix = f"{camera.key}/" if camera.key else ""
+                camera.depth_subscriptions = [
+                    self.create_subscription(Image, prefix + "depth/image", camera.depth.on_depth,
+                                             qos),
+                    self.create_subscription(CameraInfo, prefix + "camera_info",
+                                             camera.depth.on_info, qos)]
         self._active = True
         return TransitionCallbackReturn.SUCCESS
 
@@ -391,8 +418,23 @@ class SuhdDetectorNode(LifecycleNode):
 
     def _make_cameras(self) -> list[Camera]:
         cameras = camera_topics(self._param("image_topics"), self._param("input_transport"))
-        return [Camera(key, topic, *self._outputs(f"{key}/" if key else ""))
+        made = [Camera(key, topic, *self._outputs(f"{key}/" if key else ""),
+                       tracker=make_tracker(self._param("tracker")))
                 for key, topic in cameras]
+        if self._param("depth"):
+            for camera in made:
+                self._add_depth(camera)
+        return made
+
+    def _add_depth(self, camera: Camera) -> None:
+        """The 3D outputs of a camera; its depth subscriptions come at activation."""
+        prefix = f"{camera.key}/" if camera.key else ""
+        camera.depth = DepthInputs(self._param("depth_queue"),
+                                   round(self._param("depth_window_ms") * 1e6))
+        camera.detections_3d_pub = self.create_lifecycle_publisher(
+            Detection3DArray, prefix + "detections_3d", OUTPUT_QOS)
+        camera.markers_pub = self.create_lifecycle_publisher(MarkerArray, prefix + "markers",
+                                                             OUTPUT_QOS)
 
     def _outputs(self, prefix: str) -> tuple[Any, Any, Any]:
         """One camera's publishers: detections, label_info, overlay (Camera's field order)."""
@@ -407,6 +449,9 @@ class SuhdDetectorNode(LifecycleNode):
             if camera.subscription is not None:
                 self.destroy_subscription(camera.subscription)
                 camera.subscription = None
+            for subscription in camera.depth_subscriptions:
+                self.destroy_subscription(subscription)
+            camera.depth_subscriptions = []
         with self._condition:
             self._stop.set()  # also abandons a frame being inferred: no wait for a whole one
             for camera in self._cameras:
@@ -418,8 +463,10 @@ class SuhdDetectorNode(LifecycleNode):
 
     def _release(self) -> None:
         for camera in self._cameras:
-            for publisher in (camera.detections_pub, camera.labels_pub, camera.overlay_pub):
-                self.destroy_lifecycle_publisher(publisher)
+            for publisher in (camera.detections_pub, camera.labels_pub, camera.overlay_pub,
+                              camera.detections_3d_pub, camera.markers_pub):
+                if publisher is not None:
+                    self.destroy_lifecycle_publisher(publisher)
         self._cameras = []
         self._detector = None
 
@@ -491,16 +538,41 @@ class SuhdDetectorNode(LifecycleNode):
             iou_threshold=live.iou_threshold, max_detections=live.max_detections,
             classes=list(live.classes) or None, count_spikes=count_spikes, cancel=self._stop)
         for (camera, header, rgb), result in zip(frames, results, strict=True):
+            track_ids = (camera.tracker.update(result.boxes_xyxy, result.scores, result.class_ids)
+                         if camera.tracker is not None
+                         else np.full(len(result.scores), NO_ID)).tolist()
+            ids = [str(t) if t != NO_ID else "" for t in track_ids]
             camera.detections_pub.publish(detections_to_msg(
-                header, result.boxes_xyxy, result.scores, result.class_ids))
+                header, result.boxes_xyxy, result.scores, result.class_ids, ids))
+            if camera.depth is not None:
+                self._publish_3d(camera, header, rgb.shape, result, (track_ids, ids),
+                                 detector.names)
             rendered = live.publish_overlay and camera.overlay_pub.get_subscription_count() > 0
             if rendered:
                 with self._condition:
                     info = overlay_line(camera.statistics.output_hz, self._statistics)
                 overlay = draw_detections(rgb, result.boxes_xyxy, result.scores,
-                                          result.class_ids, detector.names, info)
+                                          result.class_ids, detector.names, info, track_ids)
                 camera.overlay_pub.publish(rgb_to_image(overlay, header))
             self._record(camera, header, result, rendered)
+
+    def _publish_3d(self, camera: Camera, header: Header, shape: tuple[int, ...],
+                    result: FrameResult, tracks: tuple[list[int], list[str]],
+                    names: Sequence[str]) -> None:
+        """detections_3d and markers in the colour image's frame and stamp; a frame without
+        usable depth or camera_info publishes none located (markers deleted) and warns."""
+        track_ids, ids = tracks
+        with self._condition:  # the counters are read by the diagnostics timer
+            boxes = camera.depth.locate(header, (shape[1], shape[0]), result.boxes_xyxy)
+            problem = camera.depth.last_problem
+        if boxes is None:
+            self.get_logger().warning(f"no 3D for {camera.input_topic}: {problem}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            boxes = [None] * len(ids)
+        camera.detections_3d_pub.publish(detections_3d_to_msg(
+            header, boxes, result.scores, result.class_ids, ids))
+        camera.markers_pub.publish(camera.markers.update(
+            header, boxes, result.class_ids, track_ids, names))
 
     def _record(self, camera: Camera, header: Header, result: FrameResult, rendered: bool) -> None:
         now_ns = self.get_clock().now().nanoseconds
@@ -527,6 +599,11 @@ class SuhdDetectorNode(LifecycleNode):
                 report = camera.statistics.report(now, period_s)
                 statuses += diagnostics.camera_statuses(node, camera.key, camera.input_topic,
                                                         report, self._active, self._enabled)
+                if camera.depth is not None:
+                    prefix = f"{camera.key}/" if camera.key else ""
+                    statuses.append(camera.depth.status(
+                        diagnostics.status_name(node, "3D", camera.key),
+                        self.resolve_topic_name(prefix + "depth/image")))
             statuses += [
                 diagnostics.latency_status(name("latency"), self._statistics),
                 diagnostics.model_status(name("device and model"), self._detector,

@@ -99,8 +99,10 @@ def draw_detections(
     class_ids: np.ndarray | Sequence[int],
     class_names: ClassNames,
     info_line: str | None = None,
+    track_ids: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """A new RGB image with each box outlined in its class colour, labelled "name score".
+    """A new RGB image with each box outlined in its class colour, labelled "name score"
+    ("name #id score" for a tracked one: ``track_ids`` >= 0).
 
     ``boxes_xyxy`` are pixel corners (x1, y1, x2, y2); boxes partly outside are clipped, boxes
     wholly outside are skipped. ``info_line`` (fps, latency, energy: the caller's text) is drawn
@@ -116,14 +118,16 @@ def draw_detections(
     height, width = out.shape[:2]
     thickness = max(1, round((height + width) / 600))
     scale = 0.4 * thickness
-    for box, score, class_id in zip(boxes, score_array, ids, strict=True):
+    tracks = [-1] * len(boxes) if track_ids is None else [int(t) for t in track_ids]
+    for box, score, class_id, track in zip(boxes, score_array, ids, tracks, strict=True):
         corners = _clipped_box(box, width, height)
         if corners is None:
             continue
         x1, y1, x2, y2 = corners
         colour = class_colour(int(class_id))
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness)
-        label = f"{class_label(int(class_id), class_names)} {score:.2f}"
+        name = class_label(int(class_id), class_names) + (f" #{track}" if track >= 0 else "")
+        label = f"{name} {score:.2f}"
         label_h = _text_box_size(label, scale, thickness)[1]
         label_top = y1 - label_h if y1 >= label_h else y1
         _draw_text_box(out, label, (x1, label_top), colour, scale, thickness)

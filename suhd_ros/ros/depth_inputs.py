@@ -1,0 +1,160 @@
+"""The detector node's optional depth inputs: decoding, matching to the colour frame, counting.
+
+A camera with depth has two more subscriptions, `depth/image` (aligned to the colour image,
+16UC1 millimetres or 32FC1 metres) and `camera_info`; their callbacks only queue messages
+(suhd_ros/stamp_matching.py). For each colour frame the worker asks DepthInputs.locate for the
+objects' 3D boxes: the depth image nearest in stamp within the window, and the newest
+camera_info (intrinsics rarely change, and many drivers publish it at a lower rate), checked
+against the colour image's size. What is missing or does not fit is a reason string for a
+throttled warning and a count in /diagnostics, never an exception out of the worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Pose
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+
+from suhd_ros.geometry import Box3D, GeometryError, Intrinsics, boxes_to_3d, depth_in_metres
+from suhd_ros.ros.conversions import stamp_ns
+from suhd_ros.ros.diagnostics import OK, WARN, diagnostic_status
+from suhd_ros.ros.image_encoding import ImageDecodeError
+from suhd_ros.stamp_matching import StampQueue
+
+_DEPTH_TYPES = {"16UC1": np.dtype(np.uint16), "mono16": np.dtype(np.uint16),
+                "32FC1": np.dtype(np.float32)}
+
+
+def depth_image_to_metres(msg: Image) -> np.ndarray:
+    """A depth Image as float32 metres, NaN where invalid; ImageDecodeError says why not."""
+    dtype = _DEPTH_TYPES.get(msg.encoding)
+    if dtype is None:
+        raise ImageDecodeError(f"depth encoding must be one of {list(_DEPTH_TYPES)}, "
+                               f"found {msg.encoding!r}")
+    row = msg.width * dtype.itemsize
+    data = np.frombuffer(msg.data, np.uint8)
+    if msg.height <= 0 or msg.width <= 0 or msg.step < row or data.size != msg.step * msg.height:
+        raise ImageDecodeError(f"depth image {msg.width}x{msg.height}, step {msg.step}: "
+                               f"expected step >= {row} and step x height bytes, "
+                               f"found {data.size}")
+    rows = data.reshape(msg.height, msg.step)[:, :row]
+    byte_order = ">" if msg.is_bigendian else "<"
+    return depth_in_metres(rows.copy().view(dtype.newbyteorder(byte_order)).astype(dtype))
+
+
+def intrinsics_from_info(info: CameraInfo) -> Intrinsics:
+    """The pinhole intrinsics of a CameraInfo; GeometryError for an uncalibrated one."""
+    return Intrinsics.from_k(list(info.k), info.width, info.height)
+
+
+@dataclass
+class DepthCounts:
+    """Monotonic counters of one camera's 3D output."""
+
+    frames_3d: int = 0  # frames with a matching depth image and camera_info
+    frames_without_depth: int = 0
+    frames_without_camera_info: int = 0  # missing or not fitting the colour image
+    objects_3d: int = 0
+    objects_without_depth: int = 0  # too few valid depths inside the box
+
+    def __sub__(self, other: DepthCounts) -> DepthCounts:
+        return DepthCounts(**{f.name: getattr(self, f.name) - getattr(other, f.name)
+                              for f in fields(self)})
+
+
+class DepthInputs:
+    """One camera's depth and camera_info queues, and the 3D boxes of a frame's detections."""
+
+    def __init__(self, queue_depth: int, window_ns: int) -> None:
+        self.depth: StampQueue[Image] = StampQueue(queue_depth, window_ns)
+        self.info: StampQueue[CameraInfo] = StampQueue(1, 0)
+        self.counts = DepthCounts()
+        self._reported = DepthCounts()
+        self.last_problem = ""
+
+    def on_depth(self, msg: Image) -> None:
+        self.depth.add(stamp_ns(msg.header), msg)
+
+    def on_info(self, msg: CameraInfo) -> None:
+        self.info.add(stamp_ns(msg.header), msg)
+
+    def _inputs(self, header: Header, size: tuple[int, int]) -> tuple[np.ndarray, Intrinsics]:
+        """The frame's depth (metres) and intrinsics; ValueError with the reason if none fit."""
+        info = self.info.newest()
+        if info is None:
+            self.counts.frames_without_camera_info += 1
+            raise ValueError("no camera_info received")
+        width, height = size
+        if (info.width, info.height) != (width, height):
+            self.counts.frames_without_camera_info += 1
+            raise ValueError(f"camera_info is {info.width}x{info.height} but the colour image "
+                             f"is {width}x{height}")
+        try:
+            k = intrinsics_from_info(info)
+        except GeometryError:
+            self.counts.frames_without_camera_info += 1
+            raise
+        depth = self.depth.nearest(stamp_ns(header))
+        if depth is None:
+            self.counts.frames_without_depth += 1
+            raise ValueError(f"no depth image within {self.depth.window_ns / 1e6:g} ms of the "
+                             "colour frame's stamp")
+        return depth_image_to_metres(depth), k
+
+    def locate(self, header: Header, size: tuple[int, int],
+               boxes_xyxy: np.ndarray) -> list[Box3D | None] | None:
+        """Each box's 3D box (None: too few valid depths), or None when the frame has no usable
+        depth / camera_info (then ``last_problem`` says why)."""
+        try:
+            depth_m, k = self._inputs(header, size)
+            boxes = boxes_to_3d(depth_m, boxes_xyxy, k)
+        except ValueError as exc:  # includes GeometryError and ImageDecodeError
+            self.last_problem = str(exc)
+            return None
+        located = sum(box is not None for box in boxes)
+        self.counts.frames_3d += 1
+        self.counts.objects_3d += located
+        self.counts.objects_without_depth += len(boxes) - located
+        return boxes
+
+    def status(self, name: str, topic: str) -> DiagnosticStatus:
+        """WARN when frames since the previous report had no usable depth or camera_info."""
+        new = self.counts - self._reported
+        self._reported = DepthCounts(**{f.name: getattr(self.counts, f.name)
+                                        for f in fields(self.counts)})
+        missing = new.frames_without_depth + new.frames_without_camera_info
+        message = (f"{missing} frames without 3D: {self.last_problem}" if missing else
+                   f"{new.objects_3d} objects located, {new.objects_without_depth} without "
+                   "enough valid depth")
+        values = {"depth topic": topic} | {f.name.replace("_", " "): getattr(self.counts, f.name)
+                                           for f in fields(self.counts)}
+        return diagnostic_status(name, WARN if missing else OK, message, values)
+
+
+def detections_3d_to_msg(header: Header, boxes: list[Box3D | None], scores: np.ndarray,
+                         class_ids: np.ndarray, ids: list[str]) -> Detection3DArray:
+    """A Detection3DArray in the colour image's frame and stamp: one Detection3D per located
+    object, with the 2D detection's hypothesis (its pose: the centre) and id."""
+    msg = Detection3DArray(header=header)
+    for box, score, class_id, track_id in zip(boxes, np.asarray(scores).tolist(),
+                                              np.asarray(class_ids).tolist(), ids, strict=True):
+        if box is None:
+            continue
+        pose = Pose()
+        pose.position.x, pose.position.y, pose.position.z = box.center
+        pose.orientation.w = 1.0
+        detection = Detection3D(header=header, id=track_id)
+        detection.bbox.center = pose
+        detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = box.size
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = str(int(class_id))
+        hypothesis.hypothesis.score = float(score)
+        hypothesis.pose.pose = pose
+        detection.results.append(hypothesis)
+        msg.detections.append(detection)
+    return msg
