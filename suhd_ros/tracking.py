@@ -26,14 +26,20 @@ TRACKERS: dict[str, str | None] = {
     "ocsort": "OCSORTTracker",
 }
 NO_ID = -1
-# Our detector's scores are lower than the COCO-trained YOLOs the library's defaults were tuned
-# for (a true object at 0.4 is common): these let such objects start and keep tracks.
-_SETTINGS: dict[str, dict[str, Any]] = {
-    "bytetrack": {"track_activation_threshold": 0.4, "high_conf_det_threshold": 0.4,
-                  "minimum_consecutive_frames": 2, "lost_track_buffer": 30},
-    "sort": {"track_activation_threshold": 0.3, "minimum_consecutive_frames": 2},
-    "ocsort": {"high_conf_det_threshold": 0.4, "minimum_consecutive_frames": 2},
-}
+# The least score that starts a track (ByteTrack / OC-SORT: also the split between their first,
+# confident association and the second one that only extends tracks). The library's defaults
+# (0.6-0.7) suit COCO-trained YOLOs; our detector's true objects often score 0.4-0.6.
+DEFAULT_TRACK_THRESHOLD = 0.4
+
+
+def _settings(kind: str, track_threshold: float) -> dict[str, Any]:
+    if kind == "sort":
+        return {"track_activation_threshold": track_threshold, "minimum_consecutive_frames": 2}
+    settings: dict[str, Any] = {"high_conf_det_threshold": track_threshold,
+                                "minimum_consecutive_frames": 2}
+    if kind == "bytetrack":
+        settings["track_activation_threshold"] = track_threshold
+    return settings
 
 
 class TrackingError(RuntimeError):
@@ -54,9 +60,11 @@ def _tracker_class(kind: str) -> Any:
 class ObjectTracker:
     """IDs for one camera's detections, frame after frame."""
 
-    def __init__(self, kind: str, frame_rate: float = 30.0) -> None:
+    def __init__(self, kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
+                 frame_rate: float = 30.0) -> None:
         self.kind = kind
-        self._tracker = _tracker_class(kind)(frame_rate=frame_rate, **_SETTINGS[kind])
+        self._tracker = _tracker_class(kind)(frame_rate=frame_rate,
+                                             **_settings(kind, track_threshold))
         self._detections = importlib.import_module("supervision").Detections
 
     def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray,
@@ -79,8 +87,9 @@ class ObjectTracker:
         return ids
 
 
-def make_tracker(kind: str, frame_rate: float = 30.0) -> ObjectTracker | None:
+def make_tracker(kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
+                 frame_rate: float = 30.0) -> ObjectTracker | None:
     """An ObjectTracker, or None for "none"; TrackingError for an unknown or missing one."""
     if kind == "none":
         return None
-    return ObjectTracker(kind, frame_rate)
+    return ObjectTracker(kind, track_threshold, frame_rate)

@@ -69,7 +69,13 @@ from suhd_ros.ros.node_main import run_node
 from suhd_ros.ros.overlay import draw_detections
 from suhd_ros.ros.parameters import descriptor
 from suhd_ros.ros.qos import RELIABILITY_POLICIES, qos_from_parameters
-from suhd_ros.tracking import NO_ID, TRACKERS, ObjectTracker, make_tracker
+from suhd_ros.tracking import (
+    DEFAULT_TRACK_THRESHOLD,
+    NO_ID,
+    TRACKERS,
+    ObjectTracker,
+    make_tracker,
+)
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -117,6 +123,8 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("qos_depth", 5, "input QoS history depth", {"ints": (1, 100), **RELOAD}),
     ("tracker", "none", f"one of {list(TRACKERS)}: fills Detection2D.id with a track id, "
      "stable across frames, per camera (the 'trackers' library)", RELOAD),
+    ("track_threshold", DEFAULT_TRACK_THRESHOLD, "least score that starts a track",
+     {"floats": (0.0, 1.0), **RELOAD}),
     ("depth", False, "3D: subscribe to 'depth/image' (aligned, 16UC1 mm or 32FC1 m) and "
      "'camera_info' beside each camera's image and publish 'detections_3d' and 'markers'",
      RELOAD),
@@ -419,7 +427,8 @@ class SuhdDetectorNode(LifecycleNode):
     def _make_cameras(self) -> list[Camera]:
         cameras = camera_topics(self._param("image_topics"), self._param("input_transport"))
         made = [Camera(key, topic, *self._outputs(f"{key}/" if key else ""),
-                       tracker=make_tracker(self._param("tracker")))
+                       tracker=make_tracker(self._param("tracker"),
+                                            self._param("track_threshold")))
                 for key, topic in cameras]
         if self._param("depth"):
             for camera in made:
