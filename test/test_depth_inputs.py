@@ -1,0 +1,134 @@
+"""The node's 3D helpers without DDS: depth Image decoding, matching, Detection3DArray, markers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from suhd_ros.geometry import Box3D, Intrinsics
+from suhd_ros.ros.conversions import diagnostic_values
+from suhd_ros.ros.depth_inputs import (
+    DepthInputs,
+    depth_image_to_metres,
+    detections_3d_to_msg,
+)
+from suhd_ros.ros.image_encoding import ImageDecodeError
+from suhd_ros.ros.markers import BOX_NS, TEXT_NS, UNTRACKED_BASE, MarkerSet
+
+K = Intrinsics(fx=100.0, fy=100.0, cx=31.5, cy=23.5, width=64, height=48)
+MS = 1_000_000
+
+
+def _header(ms: int, frame_id: str = "cam_optical") -> Header:
+    return Header(frame_id=frame_id, stamp=Time(sec=ms // 1000, nanosec=(ms % 1000) * MS))
+
+
+def _depth_msg(depth: np.ndarray, ms: int, encoding: str, pad: int = 0,
+               bigendian: bool = False) -> Image:
+    data = depth.astype(depth.dtype.newbyteorder(">" if bigendian else "<"))
+    rows = data.view(np.uint8).reshape(depth.shape[0], -1)
+    rows = np.pad(rows, ((0, 0), (0, pad)))
+    return Image(header=_header(ms), height=depth.shape[0], width=depth.shape[1],
+                 encoding=encoding, is_bigendian=int(bigendian), step=rows.shape[1],
+                 data=rows.tobytes())
+
+
+def _info(ms: int, width: int = 64, height: int = 48, k: Intrinsics = K) -> CameraInfo:
+    return CameraInfo(header=_header(ms), width=width, height=height, k=k.k())
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_16uc1_millimetres_with_padding_and_byte_order(bigendian: bool) -> None:
+    mm = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64)
+    metres = depth_image_to_metres(_depth_msg(mm, 0, "16UC1", pad=6, bigendian=bigendian))
+    assert np.isnan(metres[0, 0])
+    assert metres[47, 63] == pytest.approx(mm[47, 63] / 1000.0)
+    assert metres.dtype == np.float32 and metres.shape == (48, 64)
+
+
+def test_32fc1_metres_and_refusals() -> None:
+    depth = np.full((48, 64), 1.25, np.float32)
+    depth[0, :3] = (0.0, np.nan, np.inf)
+    metres = depth_image_to_metres(_depth_msg(depth, 0, "32FC1"))
+    assert np.isnan(metres[0, :3]).all() and metres[1, 1] == pytest.approx(1.25)
+    with pytest.raises(ImageDecodeError, match="depth encoding must be one of"):
+        depth_image_to_metres(_depth_msg(depth, 0, "rgb8"))
+    bad = _depth_msg(depth, 0, "32FC1")
+    bad.data = bad.data[:-4]
+    with pytest.raises(ImageDecodeError, match="step x height"):
+        depth_image_to_metres(bad)
+
+
+def test_locate_matches_depth_by_stamp_and_counts_what_is_missing() -> None:
+    inputs = DepthInputs(queue_depth=4, window_ns=10 * MS)
+    box = np.array([[16.0, 12.0, 48.0, 36.0]])  # centred: (0, 0, z)
+    assert inputs.locate(_header(100), (64, 48), box) is None
+    assert "no camera_info" in inputs.last_problem
+    inputs.on_info(_info(0))
+    for ms, mm in ((70, 1000), (100, 2000), (130, 3000)):
+        inputs.on_depth(_depth_msg(np.full((48, 64), mm, np.uint16), ms, "16UC1"))
+    boxes = inputs.locate(_header(105), (64, 48), box)  # nearest: the 100 ms image
+    assert boxes is not None and boxes[0] is not None
+    assert boxes[0].center == pytest.approx((0.0, 0.0, 2.0))
+    assert inputs.locate(_header(115), (64, 48), box) is None  # 15 ms from both neighbours
+    assert "no depth image within 10 ms" in inputs.last_problem
+    assert inputs.locate(_header(100), (320, 240), box) is None
+    assert "camera_info is 64x48 but the colour image is 320x240" in inputs.last_problem
+    inputs.on_info(_info(0, k=Intrinsics(0.0, 0.0, 0.0, 0.0, 64, 48)))
+    assert inputs.locate(_header(100), (64, 48), box) is None
+    assert "uncalibrated" in inputs.last_problem
+    counts = inputs.counts
+    assert (counts.frames_3d, counts.frames_without_depth, counts.frames_without_camera_info,
+            counts.objects_3d) == (1, 1, 3, 1)
+    status = inputs.status("n: 3D", "/depth/image")
+    assert status.level == DiagnosticStatus.WARN and "uncalibrated" in status.message
+    assert diagnostic_values(status)["frames without camera info"] == "3"
+    # nothing new since that report: OK, and the object without depth is counted
+    inputs.on_info(_info(0))
+    holes = np.zeros((48, 64), np.uint16)
+    inputs.on_depth(_depth_msg(holes, 200, "16UC1"))
+    assert inputs.locate(_header(200), (64, 48), box) == [None]
+    status = inputs.status("n: 3D", "/depth/image")
+    assert status.level == DiagnosticStatus.OK
+    assert "1 without enough valid depth" in status.message
+
+
+def test_detections_3d_keep_the_colour_header_hypotheses_and_ids() -> None:
+    header = _header(1234, "colour_optical")
+    boxes = [Box3D((0.1, -0.2, 2.0), (0.3, 0.4, 0.05)), None, Box3D((1.0, 0.0, 4.0), (1, 1, 1))]
+    msg = detections_3d_to_msg(header, boxes, np.array([0.9, 0.5, 0.7]), np.array([3, 1, 2]),
+                               ["7", "", ""])
+    assert msg.header == header
+    assert [d.id for d in msg.detections] == ["7", ""]
+    first = msg.detections[0]
+    assert first.header == header
+    assert (first.bbox.center.position.x, first.bbox.center.position.z) == (0.1, 2.0)
+    assert (first.bbox.size.x, first.bbox.size.y, first.bbox.size.z) == (0.3, 0.4, 0.05)
+    assert first.results[0].hypothesis.class_id == "3"
+    assert first.results[0].hypothesis.score == pytest.approx(0.9)
+    assert first.results[0].pose.pose.position.y == -0.2
+
+
+def test_markers_show_the_current_objects_and_delete_the_gone_ones() -> None:
+    markers = MarkerSet()
+    box = Box3D((0.0, 0.0, 2.0), (0.2, 0.2, 0.05))
+    first = markers.update(_header(0), [box, box, None], np.array([0, 1, 2]), [5, -1, 6],
+                           ["a", "b", "c"])
+    added = [(m.ns, m.id, m.type) for m in first.markers]
+    assert added == [(BOX_NS, 5, Marker.CUBE), (TEXT_NS, 5, Marker.TEXT_VIEW_FACING),
+                     (BOX_NS, UNTRACKED_BASE + 1, Marker.CUBE),
+                     (TEXT_NS, UNTRACKED_BASE + 1, Marker.TEXT_VIEW_FACING)]
+    assert first.markers[1].text == "a #5 2.00 m"
+    assert first.markers[0].header.frame_id == "cam_optical"
+    second = markers.update(_header(33), [box], np.array([0]), [5], ["a", "b", "c"])
+    actions = [(m.ns, m.id, m.action) for m in second.markers]
+    assert actions == [(BOX_NS, 5, Marker.ADD), (TEXT_NS, 5, Marker.ADD),
+                       (BOX_NS, UNTRACKED_BASE + 1, Marker.DELETE),
+                       (TEXT_NS, UNTRACKED_BASE + 1, Marker.DELETE)]
+    assert markers.update(_header(66), [], np.array([]), [], []).markers[0].action == \
+        Marker.DELETE
