@@ -2,6 +2,7 @@
 
     ros2 launch suhd_ros detector.launch.py image:=/camera/image_raw
     ros2 launch suhd_ros detector.launch.py use_sim_camera:=true use_rviz:=true
+    ros2 launch suhd_ros detector.launch.py use_sim_camera:=true tracker:=bytetrack depth:=true
 
 Stop it with one Ctrl-C, or SIGINT to the `ros2 launch` process (systemd: KillSignal=SIGINT;
 docker: STOPSIGNAL SIGINT): launch then stops the nodes it started, and they exit with status 0.
@@ -48,6 +49,8 @@ def _rviz(context, share):
 def generate_launch_description():
     share = get_package_share_directory("suhd_ros")
     image = LaunchConfiguration("image")
+    topics = [("image", image), ("depth/image", LaunchConfiguration("depth_image")),
+              ("camera_info", LaunchConfiguration("camera_info"))]
     namespace = LaunchConfiguration("namespace")
 
     arguments = [
@@ -68,11 +71,28 @@ def generate_launch_description():
             "namespace", default_value="suhd",
             description="namespace of the detector: outputs go to /<namespace>/detections, ..."),
         DeclareLaunchArgument(
+            "tracker", default_value="none",
+            description="none, bytetrack, sort or ocsort: track ids in Detection2D.id, "
+                        "detections_3d, markers and the overlay (requirements/tracking.txt)"),
+        DeclareLaunchArgument(
+            "depth", default_value="false",
+            description="3D: subscribe to the depth image and camera_info and publish "
+                        "/<namespace>/detections_3d and /<namespace>/markers"),
+        DeclareLaunchArgument(
+            "depth_image", default_value="/camera/depth/image_raw",
+            description="depth image aligned to 'image' (16UC1 mm or 32FC1 m), used with "
+                        "depth:=true"),
+        DeclareLaunchArgument(
+            "camera_info", default_value="/camera/camera_info",
+            description="sensor_msgs/CameraInfo of 'image' (its K), used with depth:=true"),
+        DeclareLaunchArgument(
             "use_sim_camera", default_value="false",
-            description="also start suhd_camera, publishing synthetic scenes on 'image'"),
+            description="also start suhd_camera, publishing synthetic scenes on 'image' (and "
+                        "their depth and camera_info on 'depth_image' and 'camera_info')"),
         DeclareLaunchArgument(
             "use_rviz", default_value="false",
-            description="also start rviz2 showing the overlay image (skipped with a warning "
+            description="also start rviz2 showing the overlay image and the 3D markers "
+                        "(skipped with a warning "
                         "where rviz2 is not installed)"),
         DeclareLaunchArgument(
             "autostart", default_value="true",
@@ -101,16 +121,18 @@ def generate_launch_description():
                 "model_path": ParameterValue(LaunchConfiguration("model_path"), value_type=str),
                 "device": ParameterValue(LaunchConfiguration("device"), value_type=str),
                 "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
+                "tracker": ParameterValue(LaunchConfiguration("tracker"), value_type=str),
+                "depth": ParameterValue(LaunchConfiguration("depth"), value_type=bool),
             },
         ],
-        remappings=[("image", image)],
+        remappings=topics,
     )
     camera = Node(
         package="suhd_ros",
         executable="suhd_camera",
         name="suhd_camera",
         output="screen",
-        remappings=[("image", image)],
+        remappings=topics,
         condition=IfCondition(LaunchConfiguration("use_sim_camera")),
     )
     rviz = OpaqueFunction(function=_rviz, args=[share],

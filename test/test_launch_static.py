@@ -190,6 +190,9 @@ def test_rviz_shows_the_overlay_of_the_default_namespace(tree: ast.Module) -> No
     topics = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]
               if d["Class"] == "rviz_default_plugins/Image"]
     assert topics == [f"/{namespace}/overlay"]
+    markers = [d["Topic"]["Value"] for d in config["Visualization Manager"]["Displays"]
+               if d["Class"] == "rviz_default_plugins/MarkerArray"]
+    assert markers == [f"/{namespace}/markers"]
 
 
 def test_params_file_sets_only_declared_parameters_with_their_types() -> None:
