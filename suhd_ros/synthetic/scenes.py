@@ -266,25 +266,43 @@ def _texture(
 def _place(rng: np.random.Generator, style: SceneStyle, width: int, height: int) -> _Placed:
     """Sample one object's class, size, aspect, rotation and position, and draw its mask."""
     class_id = int(rng.integers(len(CLASS_NAMES)))
-    parts = _TEMPLATES[class_id]
     lo, hi = style.size_px
     hi = min(hi, 0.7 * min(width, height))
     size = math.exp(rng.uniform(math.log(lo), math.log(max(hi, lo))))
     aspect = math.exp(rng.uniform(-0.3, 0.3))
     scale = np.array([min(1.0, aspect), min(1.0, 1.0 / aspect)]) * size / 2.0
     angle = rng.uniform(0.0, 2.0 * np.pi)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    polygons = [((p * scale) @ rotation.T, fill) for p, fill in parts]
-    radius = max(float(np.linalg.norm(p, axis=1).max()) for p, _ in polygons)
+    polygons, radius = _polygons(class_id, scale, angle)
     centre = np.array(
         [
             rng.uniform(min(radius, width / 2), max(width - radius, width / 2)),
             rng.uniform(min(radius, height / 2), max(height - radius, height / 2)),
         ]
     )
+    return _rasterise(class_id, polygons, radius, centre, width, height)
+
+
+def _polygons(
+    class_id: int, scale: np.ndarray, angle: float
+) -> tuple[list[tuple[np.ndarray, bool]], float]:
+    """A class template scaled (half-sizes in px) and rotated, and its radius around the centre."""
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    polygons = [((p * scale) @ rotation.T, fill) for p, fill in _TEMPLATES[class_id]]
+    return polygons, max(float(np.linalg.norm(p, axis=1).max()) for p, _ in polygons)
+
+
+def _rasterise(
+    class_id: int,
+    polygons: list[tuple[np.ndarray, bool]],
+    radius: float,
+    centre: np.ndarray,
+    width: int,
+    height: int,
+) -> _Placed:
+    """Draw the polygons at `centre` into a mask cropped to the image (it may be empty there)."""
     x0, y0 = (max(int(c - radius) - 1, 0) for c in centre)
     x1, y1 = min(int(centre[0] + radius) + 2, width), min(int(centre[1] + radius) + 2, height)
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
     for polygon, fill in polygons:
         fixed = np.round((polygon + centre - (x0, y0)) * (1 << _SUBPIXEL_SHIFT)).astype(np.int32)
         cv2.fillPoly(mask, [fixed], int(fill), lineType=cv2.LINE_8, shift=_SUBPIXEL_SHIFT)
