@@ -1,4 +1,5 @@
-"""suhd_camera: the scenes it publishes, their ground truth and headers, and video playback."""
+"""suhd_camera: the scenes it publishes, their ground truth and headers, video playback, and the
+moving sequence with depth, camera_info and 3D truth."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
-from sensor_msgs.msg import Image
-from vision_msgs.msg import Detection2DArray
+from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray, Detection3DArray
 
+from suhd_ros.geometry import Intrinsics, project
 from suhd_ros.ros.camera_node import SuhdCameraNode
 from suhd_ros.ros.conversions import image_to_rgb, msg_to_detections
+from suhd_ros.ros.depth_inputs import depth_image_to_metres
 from suhd_ros.synthetic.scenes import generate_scene
 
 from ros_peer import Peer
@@ -113,3 +116,33 @@ def test_video_file_is_played_in_a_loop(video: Path) -> None:
         first = order[0]
         assert order == [(first + k) % len(VIDEO_FRAMES) for k in range(len(order))]
         assert peer.node.count_publishers("/video_test/image/ground_truth") == 0
+
+
+def test_motion_publishes_depth_camera_info_and_both_truths_under_one_header() -> None:
+    ns = "/cam_motion"
+    streams = {"image": Image, "depth/image": Image, "camera_info": CameraInfo,
+               "image/ground_truth": Detection2DArray,
+               "image/ground_truth_3d": Detection3DArray}
+    with _camera(ns, rate=20.0, width=160, height=120, seed=SEED, motion=True) as peer:
+        received: dict[str, dict] = {name: {} for name in streams}
+        for name, message_type in streams.items():
+            peer.node.create_subscription(
+                message_type, f"{ns}/{name}",
+                lambda m, name=name: received[name].setdefault(
+                    (m.header.stamp.sec, m.header.stamp.nanosec), m), 10)
+        common = peer.spin_until(lambda: sorted(set.intersection(
+            *(set(r) for r in received.values())))[:3] or None if all(received.values()) else None)
+        stamp = common[0]
+        info = received["camera_info"][stamp]
+        k = Intrinsics.from_k(list(info.k), info.width, info.height)
+        depth = depth_image_to_metres(received["depth/image"][stamp])
+        assert depth.shape == (120, 160) and np.isfinite(depth).mean() > 0.9
+        truth_2d = received["image/ground_truth"][stamp].detections
+        truth_3d = received["image/ground_truth_3d"][stamp].detections
+        assert [d.id for d in truth_2d] == [d.id for d in truth_3d] and truth_2d
+        for d2, d3 in zip(truth_2d, truth_3d, strict=True):
+            p = d3.bbox.center.position
+            u, v = project((p.x, p.y, p.z), k)
+            assert abs(u - d2.bbox.center.position.x) <= d2.bbox.size_x / 2 + 1
+            assert abs(v - d2.bbox.center.position.y) <= d2.bbox.size_y / 2 + 1
+            assert d3.header.frame_id == "camera_optical_frame"

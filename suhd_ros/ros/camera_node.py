@@ -6,6 +6,12 @@ score detections frame by frame. With `video_path` or `device_index` it plays a 
 V4L2 device through OpenCV instead (no ground truth then). Images go out with the system default
 QoS (reliable), as camera drivers do. Note that remapping `image` does not move
 `image/ground_truth`: remap both.
+
+With `motion:=true` it films one moving sequence instead (suhd_ros/synthetic/sequence.py): the
+same objects move, enter, leave and occlude each other, and it also publishes an aligned depth
+image on `depth/image` (16UC1 millimetres), `camera_info` (K of the colour image), the 2D truth
+with each object's identity in Detection2D.id, and the 3D truth on `image/ground_truth_3d`
+(Detection3DArray: centres and sizes in the optical frame), all with the colour image's header.
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ import cv2
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2DArray
+from vision_msgs.msg import Detection2DArray, Detection3DArray
 
+from suhd_ros.geometry import Box3D
 from suhd_ros.ros.conversions import detections_to_msg, rgb_to_image
+from suhd_ros.ros.depth_inputs import detections_3d_to_msg
 from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS
 from suhd_ros.ros.node_main import run_node
 from suhd_ros.ros.parameters import descriptor
 from suhd_ros.synthetic.scenes import Scene, generate_scene, split_seed
+from suhd_ros.synthetic.sequence import SceneSequence, SequenceFrame, SequenceStyle
 
 CAMERA_QOS = QoSProfile(depth=10)  # reliable, volatile: the system default camera drivers use
 
@@ -48,6 +57,8 @@ class SuhdCameraNode(Node):
         self._declare("video_path", "", "play this video file (looping) instead of scenes")
         self._declare("device_index", -1, "open /dev/video<N> instead of scenes; -1 = none",
                       ints=(-1, 255))
+        self._declare("motion", False, "film one moving sequence (from seed) with depth, "
+                      "camera_info and 3D truth instead of independent scenes")
         self._encoding = self._checked_encoding()
         self._frame = 0
         self._capture = self._open_capture()
@@ -58,6 +69,15 @@ class SuhdCameraNode(Node):
         if self._capture is None:
             self._truth_pub = self.create_publisher(
                 Detection2DArray, "image/ground_truth", CAMERA_QOS)
+        self._sequence: SceneSequence | None = None
+        if self._capture is None and self._param("motion"):
+            self._sequence = SceneSequence(
+                self._param("seed"), self._param("width"), self._param("height"),
+                SequenceStyle(fps=self._param("rate")))
+            self._depth_pub = self.create_publisher(Image, "depth/image", CAMERA_QOS)
+            self._info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)
+            self._truth_3d_pub = self.create_publisher(
+                Detection3DArray, "image/ground_truth_3d", CAMERA_QOS)
         self.create_timer(1.0 / self._param("rate"), self._publish_frame)
 
     def _declare(self, name: str, default: Any, description: str, **ranges: Any) -> None:
@@ -105,12 +125,36 @@ class SuhdCameraNode(Node):
             if rgb is not None:
                 self._publish_image(rgb, header)
             return
+        if self._sequence is not None:
+            self._publish_sequence_frame(self._sequence.next_frame(), header)
+            return
         scene = (self._replay[self._frame % len(self._replay)] if self._replay
                  else self._scene(self._frame))
         self._frame += 1
         self._publish_image(scene.image, header)
         self._truth_pub.publish(detections_to_msg(
             header, scene.boxes_xyxy, np.ones(len(scene.class_ids)), scene.class_ids))
+
+    def _publish_sequence_frame(self, frame: SequenceFrame, header: Header) -> None:
+        """Colour, depth, camera_info and both truths of one moving frame, one header."""
+        self._publish_image(frame.image, header)
+        height, width = frame.depth_mm.shape
+        self._depth_pub.publish(Image(header=header, height=height, width=width,
+                                      encoding="16UC1", is_bigendian=0, step=2 * width,
+                                      data=frame.depth_mm.astype("<u2").tobytes()))
+        k = self._sequence.k.k()
+        self._info_pub.publish(CameraInfo(
+            header=header, width=width, height=height, distortion_model="plumb_bob",
+            d=[0.0] * 5, k=k, r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            p=[*k[:3], 0.0, *k[3:6], 0.0, *k[6:], 0.0]))
+        ids = [str(t) for t in frame.track_ids.tolist()]
+        ones = np.ones(len(ids))
+        self._truth_pub.publish(detections_to_msg(header, frame.boxes_xyxy, ones,
+                                                  frame.class_ids, ids))
+        boxes = [Box3D(tuple(c.tolist()), tuple(s.tolist()))
+                 for c, s in zip(frame.centers_m, frame.sizes_m, strict=True)]
+        self._truth_3d_pub.publish(detections_3d_to_msg(header, boxes, ones, frame.class_ids,
+                                                        ids))
 
     def _scene(self, k: int) -> Scene:
         """Synthetic frame k."""
