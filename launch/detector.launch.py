@@ -87,8 +87,9 @@ def generate_launch_description():
             description="sensor_msgs/CameraInfo of 'image' (its K), used with depth:=true"),
         DeclareLaunchArgument(
             "use_sim_camera", default_value="false",
-            description="also start suhd_camera, publishing synthetic scenes on 'image' (and "
-                        "their depth and camera_info on 'depth_image' and 'camera_info')"),
+            description="also start suhd_camera, publishing synthetic scenes on 'image' (with "
+                        "depth:=true a moving sequence, with its depth and camera_info on "
+                        "'depth_image' and 'camera_info')"),
         DeclareLaunchArgument(
             "use_rviz", default_value="false",
             description="also start rviz2 showing the overlay image and the 3D markers "
@@ -132,6 +133,8 @@ def generate_launch_description():
         executable="suhd_camera",
         name="suhd_camera",
         output="screen",
+        # with depth:=true it films a moving sequence with depth and camera_info
+        parameters=[{"motion": ParameterValue(LaunchConfiguration("depth"), value_type=bool)}],
         remappings=topics,
         condition=IfCondition(LaunchConfiguration("use_sim_camera")),
     )
