@@ -109,3 +109,14 @@ def test_map_by_size_splits_at_coco_areas():
 def test_mismatched_image_counts_are_refused():
     with pytest.raises(ValueError):
         evaluate_detections([(np.zeros((0, 4)), np.zeros(0, int), 10, 10)], [])
+
+
+def test_a_detection_on_a_crowd_region_is_neither_hit_nor_false_positive():
+    real, crowd = [10.0, 10.0, 60.0, 60.0], [100.0, 100.0, 190.0, 190.0]
+    dets = [(np.array([crowd, real]), np.array([0.9, 0.8]), np.array([0, 0]))]
+    with_crowd = [(np.array([real, crowd]), np.array([0, 0]), 200, 200, np.array([False, True]))]
+    result = evaluate_detections(with_crowd, dets, num_classes=1)
+    assert result["map50"] == pytest.approx(1.0)
+    assert result["per_class"]["0"]["instances"] == 1
+    without = [(np.array([real]), np.array([0]), 200, 200)]  # the same detection is then an FP
+    assert evaluate_detections(without, dets, num_classes=1)["map50"] == pytest.approx(0.5)

@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from suhd_ros.synthetic.export import export_coco
+from suhd_ros.synthetic.scenes import CLASS_NAMES
 from suhd_ros.tools.train import build_parser, main
 from suhd_ros.training.augment import Augmentation
 from suhd_ros.training.dataset import GeneratedScenes, collate, load_sample
 from suhd_ros.training.loop import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    ResumeError,
     TrainConfig,
     epoch_indices,
     make_model,
@@ -36,7 +38,13 @@ TINY = TrainConfig(
     epochs=2,
     warmup_min_iters=0,
     progress=False,
+    workers=0,
 )
+
+
+@pytest.fixture(autouse=True)
+def _dataset_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUHD_DATASET_CACHE", str(tmp_path / "dataset_cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +99,7 @@ class _Rectangles:
         x2, y2 = x1 + rng.integers(8, 40), y1 + rng.integers(8, 40)
         image = np.full((96, 96, 3), 30, np.uint8)
         image[y1:y2, x1:x2] = 230
-        return image, np.array([[x1, y1, x2, y2]], np.float32), np.array([0])
+        return image, np.array([[x1, y1, x2, y2]], np.float32), np.array([0]), np.zeros(1, bool)
 
 
 def test_augmented_boxes_follow_the_warped_and_flipped_pixels():
@@ -115,11 +123,14 @@ def test_collate_normalises_centre_and_size():
     empty = np.zeros((0, 4), np.float32)
     box = np.array([[8.0, 16.0, 24.0, 48.0]], np.float32)
     samples = [
-        SimpleNamespace(image=image, boxes_xyxy=empty, class_ids=np.zeros(0, np.int64)),
-        SimpleNamespace(image=image, boxes_xyxy=box, class_ids=np.array([3])),
+        SimpleNamespace(image=image, boxes_xyxy=empty, class_ids=np.zeros(0, np.int64),
+                        ignore=np.zeros(0, bool)),
+        SimpleNamespace(image=image, boxes_xyxy=np.concatenate((box, box + 1)),
+                        class_ids=np.array([3, 1]), ignore=np.array([False, True])),
     ]
     images, targets = collate(samples)
     assert images.shape == (2, 3, 64, 32)
+    # the ignored (crowd / difficult) box is no target
     torch.testing.assert_close(targets, torch.tensor([[1.0, 3.0, 0.5, 0.5, 0.5, 0.5]]))
 
 
@@ -133,7 +144,7 @@ def test_generator_epochs_see_fresh_scenes_in_a_fixed_order():
 def test_smaller_scenes_are_letterboxed_up_to_the_input_with_their_boxes():
     train_source, val_source = make_sources(replace(TINY, img_size=96, scene_size=64))
     for source in (train_source, val_source):
-        image, boxes, _ = source[0]
+        image, boxes, _, _ = source[0]
         assert image.shape == (64, 64, 3)
         sample = load_sample(source, 0, 96)
         assert sample.image.shape == (96, 96, 3)
@@ -142,7 +153,7 @@ def test_smaller_scenes_are_letterboxed_up_to_the_input_with_their_boxes():
 
 def test_a_few_optimisation_steps_reduce_the_loss():
     config = replace(TINY, optimizer="adamw", lr0=0.002)
-    model = make_model(config)
+    model = make_model(config, CLASS_NAMES)
     optimizer = make_optimizer(model, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
     images, targets = training_batch(GeneratedScenes("train", 64, 64), range(4), 0, config)
@@ -176,17 +187,18 @@ def test_training_saves_a_model_file_and_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
-    untrained = make_model(TINY).state_dict()
+    untrained = make_model(TINY, CLASS_NAMES).state_dict()
     assert any(not torch.equal(untrained[k], a[k]) for k in a)
 
-    with pytest.raises(ValueError, match="lr0"):
+    with pytest.raises(ResumeError, match="lr0"):
         train(replace(TINY, out_dir=str(tmp_path / "b"), resume=True, lr0=0.5))
 
 
 def test_training_can_start_from_a_model_files_weights(tmp_path):
     first = build_model(load_model_file(train(replace(TINY, out_dir=str(tmp_path / "a")))))
-    fresh = make_model(replace(TINY, seed=1))
-    started = make_model(replace(TINY, seed=1, init_weights=str(tmp_path / "a" / BEST_NAME)))
+    fresh = make_model(replace(TINY, seed=1), CLASS_NAMES)
+    started = make_model(replace(TINY, seed=1, init_weights=str(tmp_path / "a" / BEST_NAME)),
+                         CLASS_NAMES)
     for name, tensor in first.state_dict().items():
         torch.testing.assert_close(started.state_dict()[name], tensor, msg=name)
     assert any(not torch.equal(fresh.state_dict()[k], t) for k, t in first.state_dict().items())

@@ -23,11 +23,11 @@ def test_exported_benchmark_reads_back_the_same(layout, tmp_path, monkeypatch):
         assert len(dataset) == COUNT
         for index, seed in enumerate(SPLITS[split][:COUNT]):
             scene = generate_scene(seed, WIDTH, HEIGHT)
-            image, boxes, class_ids = dataset[index]
+            image, boxes, class_ids, ignore = dataset[index]
             np.testing.assert_array_equal(image, scene.image)
             np.testing.assert_allclose(boxes, scene.boxes_xyxy, atol=0.5)
             np.testing.assert_array_equal(class_ids, scene.class_ids)
-            assert len(class_ids) > 0
+            assert len(class_ids) > 0 and not ignore.any()
 
 
 def test_exports_are_idempotent(tmp_path):

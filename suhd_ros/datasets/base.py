@@ -55,11 +55,6 @@ class ImageLabels:
     class_ids: np.ndarray  # [K] int64, index into the dataset's names
     ignore: np.ndarray  # [K] bool: crowd / difficult, not trained on, ignored by evaluation
 
-    def trained(self) -> tuple[np.ndarray, np.ndarray]:
-        """The boxes and classes to learn (ignored ones left out)."""
-        keep = ~self.ignore
-        return self.boxes_xyxy[keep], self.class_ids[keep]
-
 
 def empty_labels(path: Path, width: int, height: int) -> ImageLabels:
     return ImageLabels(path, width, height, np.zeros((0, 4), np.float32), np.zeros(0, np.int64),
@@ -107,8 +102,8 @@ def read_rgb(path: Path, width: int | None = None, height: int | None = None) ->
 class LabelledDataset:
     """An index of labelled images of one split; images are decoded only when asked for.
 
-    `dataset[i]` gives `(rgb, boxes_xyxy, class_ids)` of the boxes to train on, the tuple the
-    trainer's sources yield; `labels(i)` the full record with the ignored boxes.
+    `dataset[i]` gives `(rgb, boxes_xyxy, class_ids, ignore)`, the tuple the trainer's sources
+    yield; `labels(i)` the record without decoding the image.
     """
 
     def __init__(self, layout: str, source: str, names: Sequence[str],
@@ -124,10 +119,9 @@ class LabelledDataset:
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         record = self.records[index]
-        boxes, class_ids = record.trained()
-        return self.read_image(index), boxes, class_ids
+        return self.read_image(index), record.boxes_xyxy, record.class_ids, record.ignore
 
     def labels(self, index: int) -> ImageLabels:
         return self.records[index]

@@ -13,7 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-GroundTruth = tuple[np.ndarray, np.ndarray, int, int]  # boxes xyxy [K, 4], class ids [K], W, H
+# boxes xyxy [K, 4], class ids [K], W, H, optionally a [K] bool crowd mask (regions to ignore:
+# COCO's iscrowd, VOC's difficult): a detection on one is neither a hit nor a false positive
+GroundTruth = tuple[np.ndarray, np.ndarray, int, int] | tuple[np.ndarray, np.ndarray, int, int,
+                                                              np.ndarray]
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes xyxy [D, 4], scores [D], ids [D]
 
 
@@ -28,9 +31,11 @@ def _xywh(boxes_xyxy: np.ndarray) -> list[list[float]]:
 
 def _ground_truth_dataset(gt: Sequence[GroundTruth], num_classes: int) -> dict:
     images, annotations = [], []
-    for image_id, (boxes, class_ids, width, height) in enumerate(gt, start=1):
+    for image_id, (boxes, class_ids, width, height, *crowd) in enumerate(gt, start=1):
         images.append({"id": image_id, "width": int(width), "height": int(height)})
-        for bbox, class_id in zip(_xywh(boxes), np.asarray(class_ids).tolist(), strict=True):
+        flags = _crowd(class_ids, crowd).tolist()
+        for bbox, class_id, is_crowd in zip(_xywh(boxes), np.asarray(class_ids).tolist(), flags,
+                                            strict=True):
             annotations.append(
                 {
                     "id": len(annotations) + 1,
@@ -38,11 +43,17 @@ def _ground_truth_dataset(gt: Sequence[GroundTruth], num_classes: int) -> dict:
                     "category_id": int(class_id) + 1,
                     "bbox": bbox,
                     "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
+                    "iscrowd": int(is_crowd),
                 }
             )
     categories = [{"id": k + 1, "name": str(k)} for k in range(num_classes)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _crowd(class_ids: np.ndarray, crowd: list[np.ndarray]) -> np.ndarray:
+    """The optional fifth element of a ground truth, all False when absent."""
+    count = np.asarray(class_ids).reshape(-1).size
+    return np.asarray(crowd[0], bool).reshape(-1) if crowd else np.zeros(count, bool)
 
 
 def _detection_results(dets: Sequence[Detections]) -> list[dict]:
@@ -75,7 +86,7 @@ def any_class(
 ) -> tuple[list[GroundTruth], list[Detections]]:
     """The same boxes with every class id set to 0: scores finding objects, not naming them."""
     return (
-        [(boxes, np.zeros_like(np.asarray(ids)), w, h) for boxes, ids, w, h in gt],
+        [(boxes, np.zeros_like(np.asarray(ids)), *rest) for boxes, ids, *rest in gt],
         [(boxes, scores, np.zeros_like(np.asarray(ids))) for boxes, scores, ids in dets],
     )
 
@@ -106,8 +117,9 @@ def evaluate_detections(
     precision = by_area[..., 0]  # area range "all"
     iou_50 = int(np.flatnonzero(np.isclose(evaluator.params.iouThrs, 0.5))[0])
     instances = np.zeros(nc, np.int64)
-    for _, class_ids, _, _ in gt:
-        np.add.at(instances, np.asarray(class_ids, np.int64).reshape(-1), 1)
+    for _, class_ids, _, _, *crowd in gt:
+        counted = np.asarray(class_ids, np.int64).reshape(-1)[~_crowd(class_ids, crowd)]
+        np.add.at(instances, counted, 1)
     names = list(class_names) if class_names is not None else [str(k) for k in range(nc)]
     per_class = {
         names[k]: {

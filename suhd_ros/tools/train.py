@@ -1,12 +1,15 @@
-"""suhd-train: train a ReLU YOLOv5 on the built-in benchmark (or an exported COCO folder).
+"""suhd-train: train a ReLU YOLOv5 on the built-in benchmark or on a dataset (YOLO, COCO, VOC).
 
 All options: suhd-train --help (one per `TrainConfig` field). The best weights are written as a
-model file that suhd-convert turns into a spiking model.
+model file, with the dataset's class names, that suhd-convert turns into a spiking model. Bad
+input (dataset, device, weights, resume) is one line on stderr and exit status 2, before any
+training starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import types
 import typing
@@ -15,7 +18,12 @@ from dataclasses import fields
 
 import torch
 
-from suhd_ros.training.loop import TrainConfig, train
+from suhd_ros.datasets import DatasetError
+from suhd_ros.detector import DetectorError
+from suhd_ros.training.loop import ResumeError, TrainConfig, train
+from suhd_ros.yolo.model_file import ModelFileError
+
+BAD_INPUT = (DatasetError, DetectorError, ModelFileError, ResumeError)
 
 
 def _argument_type(hint) -> type:
@@ -27,7 +35,8 @@ def _argument_type(hint) -> type:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="suhd-train", description="Train a ReLU YOLOv5 on the procedural benchmark."
+        prog="suhd-train",
+        description="Train a ReLU YOLOv5 on a dataset (--data) or the procedural benchmark."
     )
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
@@ -47,7 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = TrainConfig(**vars(args))
     torch.set_num_threads(config.threads)
-    print(train(config))
+    logging.basicConfig(format="%(name)s: %(message)s", level=logging.INFO)
+    try:
+        print(train(config))
+    except BAD_INPUT as e:
+        print(f"suhd-train: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

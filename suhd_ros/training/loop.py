@@ -1,11 +1,13 @@
-"""The training loop: a ReLU YOLOv5 (ready for conversion) on the procedural benchmark, CPU or GPU.
+"""The training loop: a ReLU YOLOv5 (ready for conversion) on the benchmark or a user's dataset.
 
 The recipe is YOLOv5's (v6.x, hyp.scratch-low): the loss of `suhd_ros.training.loss`, gradient
 accumulation to a nominal batch of 64, AdamW (beta1 0.937; chosen by measurement for short CPU
 runs) or SGD with Nesterov momentum 0.937, a cosine learning rate with linear warm-up, an EMA
 of the weights (the EMA is what gets evaluated and saved), HSV / flip / scale / translate
-augmentation (no mosaic). Scenes come from the generator on the fly (fresh scenes every epoch)
-or from an exported COCO folder.
+augmentation (no mosaic yet). Scenes come from the generator on the fly (fresh scenes every
+epoch) or from a dataset in the YOLO, COCO or VOC layout (`suhd_ros.datasets`), whose class
+names the model takes. Samples are prepared by a torch DataLoader's worker processes; the
+network runs on the CPU or a CUDA device, with mixed precision on CUDA.
 
 Outputs in `out_dir`: `last.pt` (resumable: tensors and plain values only, loadable with
 `torch.load(..., weights_only=True)`), `best.safetensors` (a project model file of the best EMA
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -26,15 +29,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from suhd_ros.datasets import open_dataset
+from suhd_ros.datasets import DatasetError, open_dataset
+from suhd_ros.detector import resolve_device
 from suhd_ros.evaluation.coco import evaluate_detections
-from suhd_ros.synthetic.scenes import CLASS_NAMES
 from suhd_ros.training.augment import Augmentation
 from suhd_ros.training.dataset import (
     GeneratedScenes,
+    Samples,
     SceneSource,
+    as_list,
     collate,
-    load_sample,
 )
 from suhd_ros.training.loss import LossGains, YoloLoss
 from suhd_ros.yolo.config import yolov5_description
@@ -45,7 +49,14 @@ from suhd_ros.yolo.postprocess import postprocess
 CHECKPOINT_NAME = "last.pt"
 BEST_NAME = "best.safetensors"
 RESULTS_NAME = "results.json"
-_ANY_RUN = ("epochs", "resume", "progress", "threads")  # settings a resumed run may change
+# settings a resumed run may change
+_ANY_RUN = ("epochs", "resume", "progress", "threads", "device", "workers")
+GENERATED_PER_EPOCH = 2000  # fresh scenes per epoch when no dataset is given
+LOG = logging.getLogger("suhd_ros.training")
+
+
+class ResumeError(ValueError):
+    """A run that cannot be resumed: no checkpoint, or one made with other settings."""
 
 
 def _opt(default: object, help_text: str):
@@ -58,7 +69,15 @@ class TrainConfig:
     """One training run; every field is also a `suhd-train` option."""
 
     out_dir: str = _opt("runs/train", "folder for last.pt, best.safetensors, results.json")
-    data: str | None = _opt(None, "exported COCO folder; default: draw scenes on the fly")
+    data: str | None = _opt(None, "dataset: a YOLO data.yaml or folder, a COCO folder "
+                            "(annotations/instances_*.json), a VOC devkit or year folder; "
+                            "default: the built-in benchmark drawn on the fly")
+    train_split: str = _opt("train", "the dataset's training split ('a+b' joins; VOC: "
+                            "trainval, VOC2007/trainval, ...)")
+    val_split: str = _opt("val", "the dataset's validation split (VOC07+12: VOC2007/test)")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N (auto: CUDA when there is one)")
+    amp: bool = _opt(True, "mixed precision on CUDA (no effect on the CPU)")
+    workers: int = _opt(2, "DataLoader worker processes preparing samples (0: in this one)")
     size: str = _opt("n", "YOLOv5 size n/s/m/l/x")
     width_multiple: float | None = _opt(None, "override the size's width multiple")
     depth_multiple: float | None = _opt(None, "override the size's depth multiple")
@@ -69,7 +88,9 @@ class TrainConfig:
     epochs: int = _opt(30, "epochs")
     batch_size: int = _opt(16, "images per forward pass")
     nominal_batch: int = _opt(64, "images per optimiser step (gradient accumulation)")
-    train_images: int = _opt(2000, "training images per epoch")
+    train_images: int | None = _opt(
+        None, f"training images per epoch (default: the whole dataset, or "
+              f"{GENERATED_PER_EPOCH} generated scenes)")
     val_images: int = _opt(200, "validation images (generator only)")
     # measured: 10 epochs x 1024 scenes at 128 px, YOLOv5n, CPU: AdamW(lr0 0.001) reached
     # mAP@0.5 0.010 / box loss 0.082 where SGD(lr0 0.01) reached 0.002 / 0.092
@@ -90,7 +111,8 @@ class TrainConfig:
     hsv_s: float = _opt(Augmentation.hsv_s, "saturation augmentation gain")
     hsv_v: float = _opt(Augmentation.hsv_v, "value augmentation gain")
     fliplr: float = _opt(Augmentation.fliplr, "left-right flip probability")
-    flipud: float = _opt(Augmentation.flipud, "up-down flip probability")
+    flipud: float | None = _opt(None, f"up-down flip probability (default: "
+                                f"{Augmentation.flipud} on the benchmark, 0 on a dataset)")
     scale: float = _opt(Augmentation.scale, "random scale +/- gain")
     translate: float = _opt(Augmentation.translate, "random translation +/- fraction")
     ema_decay: float = _opt(0.9999, "EMA decay")
@@ -98,13 +120,17 @@ class TrainConfig:
     conf_threshold: float = _opt(0.001, "validation score threshold")
     iou_threshold: float = _opt(0.6, "validation NMS IoU threshold")
     seed: int = _opt(0, "seed of initial weights, scene order and augmentation")
-    init_weights: str | None = _opt(None, "start from a model file's weights (fine-tuning)")
+    init_weights: str | None = _opt(None, "start from a model file's weights (fine-tuning; "
+                                    "the head is re-initialised when the class count differs)")
     threads: int = _opt(2, "CPU threads (command line only)")
     resume: bool = _opt(False, "continue the run in out_dir from last.pt")
     progress: bool = _opt(True, "show progress bars")
 
     def augmentation(self) -> Augmentation:
-        return Augmentation(**{f.name: getattr(self, f.name) for f in fields(Augmentation)})
+        values = {f.name: getattr(self, f.name) for f in fields(Augmentation)}
+        if values["flipud"] is None:  # real scenes have an up; the shapes do not
+            values["flipud"] = Augmentation.flipud if self.data is None else 0.0
+        return Augmentation(**values)
 
     def gains(self) -> LossGains:
         return LossGains(**{f.name: getattr(self, f.name) for f in fields(LossGains)})
@@ -113,19 +139,37 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- model, optimiser
 
 
-def make_model(config: TrainConfig) -> YOLOv5:
-    """A fresh ReLU YOLOv5 for the benchmark's classes; the seed fixes the initial weights."""
-    description = yolov5_description(config.size, len(CLASS_NAMES))
+def make_model(config: TrainConfig, names: Sequence[str]) -> YOLOv5:
+    """A fresh ReLU YOLOv5 for `names`; the seed fixes the initial weights."""
+    description = yolov5_description(config.size, len(names))
     if config.width_multiple is not None:
         description["width_multiple"] = config.width_multiple
     if config.depth_multiple is not None:
         description["depth_multiple"] = config.depth_multiple
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        model = YOLOv5.from_description(description, activation="relu", names=list(CLASS_NAMES))
+        model = YOLOv5.from_description(description, activation="relu", names=list(names))
     if config.init_weights:  # e.g. the embedded model, to train it further in a new run
-        load_checked_state_dict(model, load_model_file(config.init_weights).state_dict)
+        load_init_weights(model, load_model_file(config.init_weights).state_dict)
     return model
+
+
+def load_init_weights(model: YOLOv5, state_dict: dict[str, torch.Tensor]) -> None:
+    """All of `state_dict` when it fits; with another class count every layer but the head's
+    class-dependent convolutions, which keep their fresh initialisation."""
+    own = model.state_dict()
+    head = next(name for name, module in model.named_modules() if module is model.detect) + "."
+    differing = [k for k, v in own.items() if k not in state_dict or state_dict[k].shape != v.shape]
+    if not differing:
+        load_checked_state_dict(model, state_dict)
+        return
+    if any(not k.startswith(head) for k in differing) or state_dict.keys() - own.keys():
+        raise DatasetError(f"--init-weights: these weights belong to another network "
+                           f"(first differences: {differing[:3]}); check --size")
+    model.load_state_dict({k: v for k, v in state_dict.items() if k not in differing},
+                          strict=False)
+    LOG.warning("init weights: %d tensors loaded; the head's %d re-initialised for %d classes",
+                len(own) - len(differing), len(differing), len(model.names))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -208,19 +252,30 @@ def _warm_up(
 
 
 def make_sources(config: TrainConfig) -> tuple[SceneSource, SceneSource]:
-    """(train, val) scene sources: the generator's splits or an exported folder's JSONs."""
+    """(train, val) scene sources: the generator's splits or the dataset's; DatasetError before
+    any training when a split is unusable or the two disagree on the class names."""
     if config.data is None:
         size = config.scene_size or config.img_size
         return (
             GeneratedScenes("train", size, size),
             GeneratedScenes("val", size, size, count=config.val_images),
         )
-    return open_dataset(config.data, "train"), open_dataset(config.data, "val")
+    train_set = open_dataset(config.data, config.train_split)
+    val_set = open_dataset(config.data, config.val_split)
+    for dataset in (train_set, val_set):
+        dataset.report()
+        boxes = sum(len(r.class_ids) for r in dataset.records)
+        LOG.info("%s: %d images, %d boxes, %d classes", dataset.source, len(dataset), boxes,
+                 len(dataset.names))
+    if train_set.names != val_set.names:
+        raise DatasetError(f"{config.data}: the train and val splits name other classes")
+    return train_set, val_set
 
 
 def epoch_indices(source: SceneSource, epoch: int, config: TrainConfig) -> np.ndarray:
     """Shuffled source indices of one epoch; the generator gets fresh scenes every epoch."""
-    n = min(config.train_images, len(source))
+    default = GENERATED_PER_EPOCH if isinstance(source, GeneratedScenes) else len(source)
+    n = min(config.train_images or default, len(source))
     window = (epoch * n + np.arange(n)) % len(source)
     return np.random.default_rng((config.seed, epoch)).permutation(window)
 
@@ -229,12 +284,15 @@ def training_batch(
     source: SceneSource, indices: Sequence[int], epoch: int, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented batch; each sample's randomness depends only on (seed, epoch, index)."""
-    aug = config.augmentation()
-    samples = []
-    for index in map(int, indices):
-        rng = np.random.default_rng((config.seed, epoch, index))
-        samples.append(load_sample(source, index, config.img_size, rng, aug))
-    return collate(samples)
+    samples = Samples(source, config.img_size, config.augmentation(), config.seed, epoch)
+    return collate([samples[int(i)] for i in indices])
+
+
+def _loader(samples: Samples, batches: Sequence[Sequence[int]], collate_fn,
+            config: TrainConfig) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        samples, batch_sampler=[[int(i) for i in b] for b in batches], collate_fn=collate_fn,
+        num_workers=config.workers)  # no cv2.setNumThreads in a worker: it hangs after fork
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -245,22 +303,29 @@ def evaluate(
     model: YOLOv5, source: SceneSource, config: TrainConfig, progress: bool = False
 ) -> dict:
     """COCO mAP of `model` on `source` in network-input coordinates (letterboxed), one class
-    per box as the node publishes (suhd-eval's multi-label protocol reads about 0.02 higher)."""
+    per box as the node publishes (suhd-eval's multi-label protocol reads about 0.02 higher).
+    Crowd / difficult boxes are COCO crowd regions: matching them is neither hit nor miss."""
     model.eval()
+    device = next(model.parameters()).device
     gt, dets = [], []
     starts = range(0, len(source), config.batch_size)
-    for start in tqdm(starts, desc="val", disable=not progress, leave=False):
-        samples = [
-            load_sample(source, i, config.img_size)
-            for i in range(start, min(start + config.batch_size, len(source)))
-        ]
+    batches = [range(s, min(s + config.batch_size, len(source))) for s in starts]
+    loader = _loader(Samples(source, config.img_size), batches, as_list, config)
+    for samples in tqdm(loader, desc="val", disable=not progress, leave=False):
         images, _ = collate(samples)
-        decoded, _ = model(images)
+        with _autocast(device, config):
+            decoded, _ = model(images.to(device, non_blocking=True))
         found = postprocess(decoded, config.conf_threshold, config.iou_threshold, max_det=300)
         size = config.img_size
-        gt += [(s.boxes_xyxy, s.class_ids, size, size) for s in samples]
+        gt += [(s.boxes_xyxy, s.class_ids, size, size, s.ignore) for s in samples]
         dets += [(d.boxes_xyxy, d.scores, d.class_ids) for d in found]
     return evaluate_detections(gt, dets, num_classes=len(model.names), class_names=model.names)
+
+
+def _autocast(device: torch.device, config: TrainConfig) -> torch.autocast:
+    """float16 autocast on CUDA when `amp`; a no-op context elsewhere."""
+    enabled = config.amp and device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.float16, enabled=enabled)
 
 
 def fitness(metrics: dict) -> float:
@@ -307,7 +372,7 @@ def _check_resumable(saved: dict, config: TrainConfig) -> None:
     current = asdict(config)
     changed = [k for k, v in saved.items() if k not in _ANY_RUN and current.get(k) != v]
     if changed:
-        raise ValueError(f"cannot resume: settings differ from the saved run: {changed}")
+        raise ResumeError(f"cannot resume: settings differ from the saved run: {changed}")
 
 
 def load_checkpoint(
@@ -318,7 +383,7 @@ def load_checkpoint(
     config: TrainConfig,
 ) -> RunState:
     """Restore a run saved by `save_checkpoint`; refuses one made with other settings."""
-    payload = torch.load(path, weights_only=True)
+    payload = torch.load(path, weights_only=True, map_location=next(model.parameters()).device)
     _check_resumable(payload["config"], config)
     model.load_state_dict(payload["model"])
     ema.module.load_state_dict(payload["ema"])
@@ -335,75 +400,99 @@ def _save_best(path: Path, ema: ModelEMA, config: TrainConfig) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _train_epoch(
-    epoch: int,
-    model: YOLOv5,
-    ema: ModelEMA,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: YoloLoss,
-    source: SceneSource,
-    config: TrainConfig,
-) -> dict:
+@dataclass
+class _Run:
+    """What one epoch updates: the network, its EMA, the optimiser, the AMP gradient scaler."""
+
+    model: YOLOv5
+    ema: ModelEMA
+    optimizer: torch.optim.Optimizer
+    loss_fn: YoloLoss
+    scaler: torch.amp.GradScaler
+    device: torch.device
+
+
+def _optimiser_step(run: _Run) -> None:
+    run.scaler.unscale_(run.optimizer)
+    nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=10.0)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.ema.update(run.model)
+
+
+def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig) -> dict:
     """One pass over the epoch's scenes; returns the mean loss parts."""
-    model.train()
+    run.model.train()
     indices = epoch_indices(source, epoch, config)
     size = config.batch_size
     batches = [indices[i : i + size] for i in range(0, len(indices), size)]
     warmup_steps = max(round(config.warmup_epochs * len(batches)), config.warmup_min_iters)
     accumulate, pending = _accumulate(config), 0
-    _set_epoch_lr(optimizer, epoch, config)
+    _set_epoch_lr(run.optimizer, epoch, config)
     total = torch.zeros(3)
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress)
-    for k, batch in enumerate(bar):
+    samples = Samples(source, config.img_size, config.augmentation(), config.seed, epoch)
+    loader = _loader(samples, batches, collate, config)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress)
+    for k, (images, targets) in enumerate(bar):
         step = k + epoch * len(batches)
         if step <= warmup_steps:
-            accumulate = _warm_up(optimizer, step, warmup_steps, epoch, config)
-        images, targets = training_batch(source, batch, epoch, config)
-        loss, parts = loss_fn(model(images), targets)
-        loss.backward()
+            accumulate = _warm_up(run.optimizer, step, warmup_steps, epoch, config)
+        with _autocast(run.device, config):
+            predictions = run.model(images.to(run.device, non_blocking=True))
+            loss, parts = run.loss_fn(predictions, targets.to(run.device))
+        run.scaler.scale(loss).backward()
         pending += 1
         if pending >= accumulate or k == len(batches) - 1:
-            nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.update(model)
+            _optimiser_step(run)
             pending = 0
+        parts = parts.float().cpu()
         total += parts
         bar.set_postfix(box=f"{parts[0]:.4f}", obj=f"{parts[1]:.4f}", cls=f"{parts[2]:.4f}")
     mean = total / max(len(batches), 1)
     return {"box_loss": float(mean[0]), "obj_loss": float(mean[1]), "cls_loss": float(mean[2])}
 
 
-def train(config: TrainConfig) -> Path:
-    """Run (or resume) training; returns the path of the best weights (a model file)."""
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = make_model(config)
+def _start(config: TrainConfig, names: Sequence[str], out: Path) -> tuple[_Run, RunState]:
+    """The network on its device, EMA, optimiser and loss; the saved state when resuming."""
+    device = resolve_device(config.device)
+    model = make_model(config, names).to(device)
     ema = ModelEMA(model, config.ema_decay, config.ema_tau)
     optimizer = make_optimizer(model, config)
-    checkpoint = out / CHECKPOINT_NAME
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     state = RunState()
     if config.resume:
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"nothing to resume: {checkpoint} does not exist")
-        state = load_checkpoint(checkpoint, model, ema, optimizer, config)
+        if not (out / CHECKPOINT_NAME).is_file():
+            raise ResumeError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist")
+        state = load_checkpoint(out / CHECKPOINT_NAME, model, ema, optimizer, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
+    return _Run(model, ema, optimizer, loss_fn, scaler, device), state
+
+
+def train(config: TrainConfig) -> Path:
+    """Run (or resume) training; returns the path of the best weights (a model file).
+
+    Everything that can be wrong with the input (dataset, device, weights, resume) raises
+    before the first epoch: DatasetError, DetectorError, ModelFileError or ResumeError."""
+    out = Path(config.out_dir)
     train_source, val_source = make_sources(config)
+    out.mkdir(parents=True, exist_ok=True)
+    run, state = _start(config, train_source.names, out)
     for epoch in range(state.epoch + 1, config.epochs):
-        losses = _train_epoch(epoch, model, ema, optimizer, loss_fn, train_source, config)
-        metrics = evaluate(ema.module, val_source, config, progress=config.progress)
+        losses = _train_epoch(epoch, run, train_source, config)
+        metrics = evaluate(run.ema.module, val_source, config, progress=config.progress)
         score = fitness(metrics)
         state.epoch = epoch
         maps = {"map50": metrics["map50"], "map50_95": metrics["map50_95"]}
         state.history.append({"epoch": epoch, **losses, **maps, "fitness": score})
         if score > state.best_fitness or not (out / BEST_NAME).is_file():
             state.best_fitness = max(score, state.best_fitness)
-            _save_best(out / BEST_NAME, ema, config)
-        save_checkpoint(checkpoint, model, ema, optimizer, state, config)
+            _save_best(out / BEST_NAME, run.ema, config)
+        save_checkpoint(out / CHECKPOINT_NAME, run.model, run.ema, run.optimizer, state, config)
         (out / RESULTS_NAME).write_text(json.dumps(state.history, indent=1))
         if config.progress:
             tqdm.write(f"epoch {epoch + 1}: mAP@0.5 {maps['map50']:.4f}, "
                        f"mAP@0.5:0.95 {maps['map50_95']:.4f}")
     if not (out / BEST_NAME).is_file():
-        _save_best(out / BEST_NAME, ema, config)
+        _save_best(out / BEST_NAME, run.ema, config)
     return out / BEST_NAME

@@ -92,11 +92,13 @@ class YoloLoss:
 
     def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor) -> list[LevelTargets]:
         """Assign every target to anchors and cells of every level (see the module docstring)."""
-        anchor_index = torch.arange(self.na, dtype=targets.dtype).view(self.na, 1, 1)
+        anchor_index = torch.arange(self.na, dtype=targets.dtype, device=targets.device)
+        anchor_index = anchor_index.view(self.na, 1, 1)
         # [na, M, 7]: each target once per anchor, the anchor index appended
         repeated = targets.unsqueeze(0).expand(self.na, -1, -1)
         per_anchor = torch.cat((repeated, anchor_index.expand(-1, len(targets), 1)), dim=2)
-        return [self._level_targets(p, self.anchors[i], per_anchor) for i, p in enumerate(preds)]
+        anchors = self.anchors.to(targets.device)
+        return [self._level_targets(p, anchors[i], per_anchor) for i, p in enumerate(preds)]
 
     def _level_targets(
         self, pred: torch.Tensor, anchors: torch.Tensor, per_anchor: torch.Tensor
@@ -112,7 +114,7 @@ class YoloLoss:
         near_low = ((xy % 1 < g) & (xy > 1)).T  # close to the left / upper border
         near_high = ((xy_from_far % 1 < g) & (xy_from_far > 1)).T  # right / lower border
         use = torch.stack((torch.ones_like(near_low[0]), *near_low, *near_high))  # [5, P]
-        offsets = (_OFFSETS.to(t.dtype) * g).unsqueeze(1).expand(-1, len(t), -1)[use]
+        offsets = (_OFFSETS.to(t.device, t.dtype) * g).unsqueeze(1).expand(-1, len(t), -1)[use]
         t = t.unsqueeze(0).expand(5, -1, -1)[use]
         cell = (t[:, 2:4] - offsets).long()
         cell[:, 0].clamp_(0, nx - 1)  # a centre on the far border still belongs to the image
