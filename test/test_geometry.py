@@ -54,12 +54,33 @@ def test_centre_is_the_back_projected_box_centre_at_the_object_depth() -> None:
 
 
 def test_background_inside_a_loose_box_does_not_move_the_depth() -> None:
-    """A box 60 % larger than the card: the outer ring shows the far wall; the mean of the whole
-    box would be near 4 m, the inner median stays on the card."""
-    box = np.array([240.0, 176.0, 400.0, 304.0])
-    whole = _scene()[176:304, 240:400]
-    assert whole.mean() > 3.5
+    """A box 25 % larger per side than the card: the outer ring shows the far wall and pulls the
+    mean of the box behind the card; the nearest mode stays on the card."""
+    box = np.array([257.5, 190.0, 382.5, 290.0])
+    whole = _scene()[190:290, 258:383]
+    assert whole.mean() > 2.5
     result = box_to_3d(_scene(), box, K)
+    assert result is not None and result.center[2] == pytest.approx(2.0)
+
+
+def test_a_hollow_object_is_found_through_its_hole() -> None:
+    """A square frame at 2 m filling 42 % of its box, the wall seen through its hole: the
+    median of the box (or of its inner half) is the wall's 6 m, the nearest mode the frame's."""
+    depth = np.full((480, 640), 6.0, np.float32)
+    depth[200:300, 270:370] = 2.0
+    depth[212:288, 282:358] = 6.0  # 76 x 76 hole: the frame keeps 42 % of the 100 x 100 box
+    frame = depth[200:300, 270:370]
+    assert np.median(frame) == 6.0 and np.median(frame[25:75, 25:75]) == 6.0
+    result = box_to_3d(depth, np.array([270.0, 200.0, 370.0, 300.0]), K)
+    assert result is not None and result.center[2] == pytest.approx(2.0)
+    assert result.size[2] == pytest.approx(0.01)  # one flat surface: the least extent
+
+
+def test_an_occluder_with_little_of_the_box_is_passed_over() -> None:
+    """A pole at 1 m across 20 % of the card's box: nearer, but too small to be the surface."""
+    depth = _scene()
+    depth[200:280, 300:320] = 1.0
+    result = box_to_3d(depth, np.array([270.0, 200.0, 370.0, 280.0]), K)
     assert result is not None and result.center[2] == pytest.approx(2.0)
 
 
