@@ -53,6 +53,7 @@ def test_objects_move_enter_leave_and_occlude(frames: list[SequenceFrame]) -> No
     assert moved and min(moved) > 0.1
     fractions = np.concatenate([f.visible_fraction for f in frames])
     assert (fractions < 0.95).any() and (fractions >= 0.5).all()
+    assert any(len(f.hidden_boxes_xyxy) for f in frames)  # mostly hidden ones, not labelled
 
 
 def test_truth_projects_onto_the_boxes_and_the_depth_image(frames: list[SequenceFrame]) -> None:

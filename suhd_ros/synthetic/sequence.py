@@ -83,6 +83,9 @@ class SequenceFrame:
     centers_m: np.ndarray  # [K, 3] float32, 3D box centres in the optical frame
     sizes_m: np.ndarray  # [K, 3] float32, 3D box sizes (a card is flat: z = 0)
     visible_fraction: np.ndarray  # [K] float32
+    # [M, 4] boxes of objects drawn but mostly hidden (not labelled): evaluations ignore what
+    # matches them (as MOT benchmarks do with their "ignore" regions)
+    hidden_boxes_xyxy: np.ndarray
 
 
 @dataclass
@@ -280,11 +283,13 @@ class SceneSequence:
 
     def _frame(self, canvas: np.ndarray, depth: np.ndarray, owner: np.ndarray,
                drawn: list[tuple[_Object, Any, float]]) -> SequenceFrame:
-        labelled = []
+        labelled, hidden = [], []
         for k, (obj, placed, area) in enumerate(drawn):
             visible = np.count_nonzero(owner[placed.window][placed.mask] == k) / area
             if visible >= self.style.min_visible:
                 labelled.append((obj, placed, visible))
+            else:
+                hidden.append(placed.box())
         photometry = self.style.photometry
         canvas = _lighting(np.random.default_rng(self._lighting_seed), canvas,
                            photometry.lighting)
@@ -298,7 +303,8 @@ class SceneSequence:
             track_ids=np.array([o.track_id for o, _, _ in labelled], np.int64),
             centers_m=np.array([c for c, _ in truth], np.float32).reshape(-1, 3),
             sizes_m=np.array([s for _, s in truth], np.float32).reshape(-1, 3),
-            visible_fraction=np.array([v for _, _, v in labelled], np.float32))
+            visible_fraction=np.array([v for _, _, v in labelled], np.float32),
+            hidden_boxes_xyxy=np.array(hidden, np.float32).reshape(-1, 4))
 
     def _sense_depth(self, depth: np.ndarray) -> np.ndarray:
         """What a depth camera reports of the true depth: noise, dropouts, range, millimetres."""
