@@ -60,3 +60,16 @@ def test_none_and_unknown_trackers() -> None:
     assert make_tracker("none") is None
     with pytest.raises(TrackingError, match="tracker must be one of"):
         make_tracker("deepsort")
+
+
+def test_a_second_box_of_another_class_on_the_same_object_gets_no_second_id() -> None:
+    """Per-class NMS can leave two boxes on one object; the object is tracked once."""
+    tracker = make_tracker("bytetrack")
+    for f in range(4):
+        boxes = np.array([[10.0 + f, 10, 60 + f, 60], [11.0 + f, 10, 61 + f, 61],
+                          [200.0, 100, 240, 160]])
+        scores = np.array([0.9, 0.6, 0.8] if f % 2 else [0.6, 0.9, 0.8])
+        ids = tracker.update(boxes, scores, np.array([0, 4, 1]))
+    best = int(np.argmax(scores[:2]))
+    assert ids[best] != NO_ID and ids[1 - best] == NO_ID and ids[2] != NO_ID
+    assert ids[best] != ids[2]
