@@ -97,7 +97,7 @@ def test_train_on_their_yolo_dataset_from_the_default_model(their_dataset, tmp_p
     assert model_file.metadata["input_size"] == [64, 64]
     history = json.loads((run / RESULTS_NAME).read_text())
     assert [h["epoch"] for h in history] == [0, 1]
-    assert all(np.isfinite(h["box_loss"]) for h in history)
+    assert all(np.isfinite(h["box_loss"]) and h["seconds"] > 0 for h in history)
     detector = Detector(run / BEST_NAME, device="cpu", engine="ann")
     assert detector.names == NAMES
     frame = cv2.imread(str(next((root / "images/val").glob("*.png"))))[:, :, ::-1]

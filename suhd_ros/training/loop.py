@@ -11,7 +11,7 @@ network runs on the CPU or a CUDA device, with mixed precision on CUDA.
 
 Outputs in `out_dir`: `last.pt` (resumable: tensors and plain values only, loadable with
 `torch.load(..., weights_only=True)`), `best.safetensors` (a project model file of the best EMA
-weights by COCO fitness) and `results.json` (per-epoch losses and mAP).
+weights by COCO fitness) and `results.json` (per-epoch losses, mAP and training seconds).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import copy
 import json
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -479,7 +480,9 @@ def train(config: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     run, state = _start(config, train_source.names, out)
     for epoch in range(state.epoch + 1, config.epochs):
+        started = time.perf_counter()
         losses = _train_epoch(epoch, run, train_source, config)
+        losses["seconds"] = round(time.perf_counter() - started, 2)  # training, not validation
         metrics = evaluate(run.ema.module, val_source, config, progress=config.progress)
         score = fitness(metrics)
         state.epoch = epoch
