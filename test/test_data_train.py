@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from suhd_ros.synthetic.export import export_coco
+from suhd_ros.datasets import open_dataset
+from suhd_ros.synthetic.export import export_coco, export_yolo
 from suhd_ros.synthetic.scenes import CLASS_NAMES
 from suhd_ros.tools.train import build_parser, main
 from suhd_ros.training.augment import Augmentation
@@ -225,3 +226,15 @@ def test_command_line_trains_from_an_exported_coco_folder(tmp_path):
     assert checkpoint["config"]["data"] == str(tmp_path / "data")
     assert len(checkpoint["state"]["history"]) == 1
     assert load_model_file(tmp_path / "run" / BEST_NAME).metadata["input_size"] == [64, 64]
+
+
+def test_an_image_damaged_after_indexing_is_replaced_by_the_next_and_reported(tmp_path, caplog):
+    export_yolo(tmp_path, "val", count=3, width=64, height=64, progress=False)
+    dataset = open_dataset(tmp_path, "val")
+    damaged = dataset.records[1].path
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with caplog.at_level("WARNING"):
+        sample = load_sample(dataset, 1, 64)
+        load_sample(dataset, 1, 64)
+    np.testing.assert_allclose(sample.boxes_xyxy, dataset.records[2].boxes_xyxy)
+    assert caplog.text.count(f"{damaged}: cannot read image: skipped") == 1

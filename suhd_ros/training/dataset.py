@@ -65,7 +65,7 @@ class GeneratedScenes:
         return scene.image, scene.boxes_xyxy, scene.class_ids, np.zeros(len(scene.class_ids), bool)
 
 
-_REPORTED: set[int] = set()  # indices whose damaged image was reported (this process)
+_REPORTED: set[str] = set()  # damaged images already reported (in this process)
 
 
 def read_scene(source: SceneSource, index: int) -> Scene:
@@ -76,8 +76,8 @@ def read_scene(source: SceneSource, index: int) -> Scene:
         try:
             return source[k]
         except ImageReadError as e:
-            if k not in _REPORTED:
-                _REPORTED.add(k)
+            if str(e) not in _REPORTED:
+                _REPORTED.add(str(e))
                 LOG.warning("%s: skipped, another image used in its place", e)
     raise DatasetError("no image of the dataset can be read any more")
 
