@@ -24,7 +24,6 @@ from suhd_ros.datasets.yolo import open_yolo
 
 __all__ = ["DatasetError", "ImageLabels", "ImageReadError", "LabelledDataset", "Problem",
            "detect_layout", "open_dataset"]
-LAYOUTS = ("yolo", "coco", "voc")
 
 
 def _yaml_file(folder: Path) -> Path | None:

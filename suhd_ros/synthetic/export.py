@@ -34,8 +34,6 @@ from suhd_ros.synthetic.scenes import (
     split_seed,
 )
 
-LAYOUTS = ("coco", "yolo", "voc")
-
 
 def _export_info(layout: str, split: str, count: int, width: int, height: int,
                  style: SceneStyle) -> dict:
