@@ -90,10 +90,10 @@ def centre_errors(frames: list[SequenceFrame], boxes: list[np.ndarray], k: Intri
 
 def tracking_metrics(kind: str, frames: list[SequenceFrame],
                      detections: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                     track_threshold: float = DEFAULT_TRACK_THRESHOLD
+                     track_threshold: float = DEFAULT_TRACK_THRESHOLD, per_class: bool = True
                      ) -> tuple[dict[str, float], list[float]]:
     """motmetrics' summary for one tracker over the sequence, and its update times [ms]."""
-    tracker = make_tracker(kind, track_threshold)
+    tracker = make_tracker(kind, track_threshold, per_class=per_class)
     accumulator = motmetrics.MOTAccumulator(auto_id=True)
     times = []
     for frame, (boxes, scores, class_ids) in zip(frames, detections, strict=True):
@@ -146,6 +146,8 @@ def main() -> None:
     p.add_argument("--score-threshold", type=float, default=0.25)
     p.add_argument("--trackers", nargs="+", default=[k for k in TRACKERS if k != "none"])
     p.add_argument("--track-threshold", type=float, default=DEFAULT_TRACK_THRESHOLD)
+    p.add_argument("--class-agnostic", action="store_true",
+                   help="one tracker for all classes (the node's track_per_class:=false)")
     args = p.parse_args()
     torch.set_num_threads(1)
     detector = Detector(args.model, "cpu", threads=1)
@@ -176,12 +178,14 @@ def main() -> None:
               f"({100 * np.percentile(fractions, 95):.2f} %); {matched} matched, {missing} "
               "without enough depth")
 
-    print("\nTracking (motmetrics, IoU >= 0.5)")
+    print(f"\nTracking (motmetrics, IoU >= 0.5), "
+          f"{'class-agnostic' if args.class_agnostic else 'one tracker per class'}")
     print(f"  {'tracker':10s} {'input':9s} {'MOTA':>7s} {'IDF1':>7s} {'IDsw':>5s} "
           f"{'recall':>7s} {'prec.':>7s} {'MT':>4s}/{'GT':<4s} update ms")
     for kind in args.trackers:
         for source, detections in (("detector", found), ("truth", truth)):
-            m, times = tracking_metrics(kind, frames, detections, args.track_threshold)
+            m, times = tracking_metrics(kind, frames, detections, args.track_threshold,
+                                        not args.class_agnostic)
             print(f"  {kind:10s} {source:9s} {m['mota']:7.3f} {m['idf1']:7.3f} "
                   f"{int(m['num_switches']):5d} {m['recall']:7.3f} {m['precision']:7.3f} "
                   f"{int(m['mostly_tracked']):4d}/{int(m['num_unique_objects']):<4d} "

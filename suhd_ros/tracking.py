@@ -19,6 +19,7 @@ confirmed after a few consecutive frames, and low-score leftovers get no ID.
 from __future__ import annotations
 
 import importlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -64,13 +65,28 @@ def _tracker_class(kind: str) -> Any:
 
 
 class ObjectTracker:
-    """IDs for one camera's detections, frame after frame."""
+    """IDs for one camera's detections, frame after frame.
+
+    ``per_class``: one library tracker per class, so a track never jumps to an object of
+    another class. The library's trackers associate by IoU alone, and where a near object
+    passes in front of a far one the far one's track moved onto the near one; on three
+    validation sequences per-class tracking raised ByteTrack's IDF1 from 0.73-0.83 to
+    0.86-0.97 (OC-SORT's from 0.77-0.89 to 0.93-0.96). Its cost: a detector that flips an
+    object's class starts a new track. IDs stay unique per camera across classes: each
+    library track gets the next camera-wide ID, and the mapping forgets tracks the library
+    dropped.
+    """
 
     def __init__(self, kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
-                 frame_rate: float = 30.0) -> None:
+                 frame_rate: float = 30.0, per_class: bool = True) -> None:
         self.kind = kind
-        self._tracker = _tracker_class(kind)(frame_rate=frame_rate,
-                                             **_settings(kind, track_threshold))
+        self.per_class = per_class
+        tracker_class = _tracker_class(kind)
+        settings = _settings(kind, track_threshold)
+        self._new_tracker = lambda: tracker_class(frame_rate=frame_rate, **settings)
+        self._trackers: dict[int, Any] = {}  # class (or 0 for all) -> library tracker
+        self._ids: dict[tuple[int, int], int] = {}  # (class, library id) -> our ID
+        self._next_id = itertools.count()
         supervision = importlib.import_module("supervision")
         self._detections = supervision.Detections
         self._box_iou = supervision.box_iou_batch
@@ -85,15 +101,39 @@ class ObjectTracker:
         n = len(boxes_xyxy)
         boxes = np.asarray(boxes_xyxy, np.float32).reshape(n, 4)
         confidence = np.asarray(scores, np.float32).reshape(n)
+        classes = np.asarray(class_ids, np.int64).reshape(n)
         kept = self._kept(boxes, confidence)
-        detections = self._detections(
-            xyxy=boxes[kept], confidence=confidence[kept],
-            class_id=np.asarray(class_ids, np.int64).reshape(n)[kept], data={"index": kept})
-        tracked = self._tracker.update(detections)
+        groups = classes if self.per_class else np.zeros(n, np.int64)
         ids = np.full(n, NO_ID, np.int64)
-        if len(tracked):
-            ids[tracked.data["index"]] = tracked.tracker_id
+        # every tracker with tracks sees every frame, so its lost tracks age
+        for group in sorted(set(groups[kept].tolist()) | set(self._trackers)):
+            members = kept[groups[kept] == group]
+            tracker = self._trackers.get(group) or self._new_tracker()
+            tracked = tracker.update(self._detections(
+                xyxy=boxes[members], confidence=confidence[members], class_id=classes[members],
+                data={"index": members}))
+            for index, local in zip(tracked.data.get("index", []), tracked.tracker_id.tolist(),
+                                    strict=True):
+                if local != NO_ID:
+                    ids[index] = self._id(group, local)
+            self._forget(group, tracker)
         return ids
+
+    def _id(self, group: int, local: int) -> int:
+        key = (group, local)
+        if key not in self._ids:
+            self._ids[key] = next(self._next_id)
+        return self._ids[key]
+
+    def _forget(self, group: int, tracker: Any) -> None:
+        """Keep the tracker and the IDs of its tracks only while it has tracks."""
+        alive = {t.tracker_id for t in tracker.tracks}
+        for key in [k for k in self._ids if k[0] == group and k[1] not in alive]:
+            del self._ids[key]
+        if tracker.tracks:
+            self._trackers[group] = tracker
+        else:
+            self._trackers.pop(group, None)
 
     def _kept(self, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Indices of the boxes that are not duplicates: no higher-scoring kept box overlaps
@@ -109,8 +149,8 @@ class ObjectTracker:
 
 
 def make_tracker(kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
-                 frame_rate: float = 30.0) -> ObjectTracker | None:
+                 frame_rate: float = 30.0, per_class: bool = True) -> ObjectTracker | None:
     """An ObjectTracker, or None for "none"; TrackingError for an unknown or missing one."""
     if kind == "none":
         return None
-    return ObjectTracker(kind, track_threshold, frame_rate)
+    return ObjectTracker(kind, track_threshold, frame_rate, per_class)

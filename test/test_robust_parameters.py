@@ -68,6 +68,7 @@ DECLARED: dict[str, Spec] = {
     "qos_depth": Spec(Type.INTEGER, (1, 100)),
     "tracker": Spec(Type.STRING),
     "track_threshold": Spec(Type.DOUBLE, (0.0, 1.0)),
+    "track_per_class": Spec(Type.BOOL),
     "depth": Spec(Type.BOOL),
     "depth_window_ms": Spec(Type.DOUBLE, (0.0, 1000.0)),
     "depth_queue": Spec(Type.INTEGER, (1, 100)),

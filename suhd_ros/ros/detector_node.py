@@ -125,6 +125,8 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
      "stable across frames, per camera (the 'trackers' library)", RELOAD),
     ("track_threshold", DEFAULT_TRACK_THRESHOLD, "least score that starts a track",
      {"floats": (0.0, 1.0), **RELOAD}),
+    ("track_per_class", True, "one tracker per class: a track never jumps to an object of "
+     "another class (false: class-agnostic, a class flip keeps the track)", RELOAD),
     ("depth", False, "3D: subscribe to 'depth/image' (aligned, 16UC1 mm or 32FC1 m) and "
      "'camera_info' beside each camera's image and publish 'detections_3d' and 'markers'",
      RELOAD),
@@ -428,7 +430,8 @@ class SuhdDetectorNode(LifecycleNode):
         cameras = camera_topics(self._param("image_topics"), self._param("input_transport"))
         made = [Camera(key, topic, *self._outputs(f"{key}/" if key else ""),
                        tracker=make_tracker(self._param("tracker"),
-                                            self._param("track_threshold")))
+                                            self._param("track_threshold"),
+                                            per_class=self._param("track_per_class")))
                 for key, topic in cameras]
         if self._param("depth"):
             for camera in made:
