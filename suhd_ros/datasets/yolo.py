@@ -41,7 +41,7 @@ def label_path(image: Path) -> Path:
 
 
 def read_data_yaml(path: Path) -> dict:
-    """The YAML's settings, checked: a mapping with names (or nc) and at least one split."""
+    """The YAML's settings, checked: a mapping whose names (or nc) give the classes."""
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
@@ -67,18 +67,19 @@ def _names(data: dict, path: Path) -> list[str]:
     return [str(n) for n in names]
 
 
-def _entries(value) -> list[str]:
+def _entries(value, yaml_path: Path) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
-    raise DatasetError(f"a split must be a folder, a .txt list, or a list of them; got {value!r}")
+    raise DatasetError(f"{yaml_path}: a split must be a folder, a .txt list, or a list of them; "
+                       f"got {value!r:.80}")
 
 
-def _split_images(root: Path, value, problems: Problems) -> list[Path]:
+def _split_images(root: Path, value, yaml_path: Path, problems: Problems) -> list[Path]:
     """Image paths of a split's entries, in a fixed order; missing list entries are reported."""
     images: list[Path] = []
-    for entry in _entries(value):
+    for entry in _entries(value, yaml_path):
         where = Path(entry) if Path(entry).is_absolute() else root / entry
         if where.is_dir():
             images += sorted(p for p in where.rglob("*") if is_image(p) and p.is_file())
@@ -181,7 +182,7 @@ def open_yolo(yaml_path: str | Path, split: str) -> LabelledDataset:
     root = Path(data.get("path") or ".")
     root = root if root.is_absolute() else yaml_path.parent / root
     problems = Problems()  # missing list entries first, then what indexing finds
-    images = _split_images(root, data[split], problems)
+    images = _split_images(root, data[split], yaml_path, problems)
     names, records, found = cache.cached(
         f"yolo\n{yaml_path}\n{split}", _inputs(images),
         lambda: _index(images, data["names"], problems),
