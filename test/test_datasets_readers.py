@@ -177,6 +177,8 @@ def test_coco_maps_category_ids_to_contiguous_indices_and_keeps_crowds_ignored(c
     ])  # fmt: skip
     with pytest.raises(DatasetError, match="no COCO JSON for split 'train'"):
         open_dataset(coco_tree, "train")
+    by_json = open_dataset(coco_tree / "annotations/instances_val2017.json", "val")
+    assert by_json.names == dataset.names and len(by_json) == 2
 
 
 # ----------------------------------------------------------------------------- VOC
