@@ -104,11 +104,20 @@ def convert(source: str | Path, calibration: Sequence[np.ndarray] | Iterator[np.
     lambdas = calibrate_thresholds(ann.eval(), batches_of(calibration, size),
                                    settings.percentile, settings.per_channel, progress)
     convert_to_snn(ann, lambdas, coding, allow_silu=settings.allow_silu)  # fails early if not
-    snn_meta = {"T": coding.T, "f_c": coding.f_c, "coding": coding.kind,
-                "half_start": coding.half_start, "percentile": settings.percentile,
-                "per_channel": settings.per_channel, SILU_AS_RELU: silu_as_relu}
-    calibration_meta = {name: float(lam.max()) for name, lam in lambdas.items()}
-    metadata = model_metadata(ann, size, snn=snn_meta, calibration={"lambda_max": calibration_meta},
-                              source_sha256=sha256_file(source))
+    metadata = snn_model_metadata(ann, size, coding, lambdas, settings.percentile,
+                                  settings.per_channel, source_sha256=sha256_file(source))
     save_model_file(output, ann.state_dict(), metadata, lambdas)
     return Path(output)
+
+
+def snn_model_metadata(ann: YOLOv5, input_size: Sequence[int], coding: SpikeCoding,
+                       lambdas: dict[str, torch.Tensor], percentile: float, per_channel: bool,
+                       source_sha256: str | None = None, **snn_extra: object) -> dict:
+    """An SNN model file's metadata: the ANN's, plus the coding it runs with and what its
+    thresholds were calibrated with (what the Detector reads back)."""
+    snn_meta = {"T": coding.T, "f_c": coding.f_c, "coding": coding.kind,
+                "half_start": coding.half_start, "percentile": percentile,
+                "per_channel": per_channel, SILU_AS_RELU: ann.activation != "relu", **snn_extra}
+    calibration = {"lambda_max": {name: float(lam.max()) for name, lam in lambdas.items()}}
+    return model_metadata(ann, list(input_size), snn=snn_meta, calibration=calibration,
+                          source_sha256=source_sha256)

@@ -30,9 +30,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from suhd_ros.conversion import snn_model_metadata
 from suhd_ros.datasets import DatasetError, open_dataset
 from suhd_ros.detector import resolve_device
 from suhd_ros.evaluation.coco import evaluate_detections
+from suhd_ros.snn.coding import SpikeCoding
 from suhd_ros.training.augment import Augmentation
 from suhd_ros.training.dataset import (
     GeneratedScenes,
@@ -42,6 +44,11 @@ from suhd_ros.training.dataset import (
     collate,
 )
 from suhd_ros.training.loss import LossGains, YoloLoss
+from suhd_ros.training.quantisation_aware import (
+    calibration_batches,
+    quantise_model,
+    quantiser_coding,
+)
 from suhd_ros.yolo.config import yolov5_description
 from suhd_ros.yolo.model import YOLOv5, load_checked_state_dict
 from suhd_ros.yolo.model_file import load_model_file, model_metadata, save_model_file
@@ -123,6 +130,13 @@ class TrainConfig:
     seed: int = _opt(0, "seed of initial weights, scene order and augmentation")
     init_weights: str | None = _opt(None, "start from a model file's weights (fine-tuning; "
                                     "the head is re-initialised when the class count differs)")
+    quantise: str | None = _opt(None, "T,F_C: fine-tune with SUHD's quantiser in place of each "
+                                "ReLU (quantisation-aware; start from --init-weights); writes "
+                                "an SNN model file that needs no suhd-convert")
+    half_start: bool = _opt(True, "with --quantise: the membrane starts at theta/2 (rounds)")
+    percentile: float = _opt(99.99, "with --quantise: activation percentile setting thresholds")
+    per_channel: bool = _opt(True, "with --quantise: one threshold per channel")
+    calibration_images: int = _opt(256, "with --quantise: training images to calibrate on")
     threads: int = _opt(2, "CPU threads (command line only)")
     resume: bool = _opt(False, "continue the run in out_dir from last.pt")
     progress: bool = _opt(True, "show progress bars")
@@ -347,20 +361,14 @@ class RunState:
     history: list[dict] = field(default_factory=list)
 
 
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    ema: ModelEMA,
-    optimizer: torch.optim.Optimizer,
-    state: RunState,
-    config: TrainConfig,
-) -> None:
+def save_checkpoint(path: Path, run: _Run, state: RunState, config: TrainConfig) -> None:
     """Tensors and plain values only (no pickled code); written atomically."""
     payload = {
-        "model": model.state_dict(),
-        "ema": ema.module.state_dict(),
-        "ema_updates": ema.updates,
-        "optimizer": optimizer.state_dict(),
+        "model": run.model.state_dict(),
+        "ema": run.ema.module.state_dict(),
+        "ema_updates": run.ema.updates,
+        "optimizer": run.optimizer.state_dict(),
+        "lambdas": run.lambdas,
         "state": asdict(state),
         "config": asdict(config),
     }
@@ -377,14 +385,14 @@ def _check_resumable(saved: dict, config: TrainConfig) -> None:
 
 
 def load_checkpoint(
-    path: Path,
+    payload: dict,
     model: nn.Module,
     ema: ModelEMA,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
 ) -> RunState:
-    """Restore a run saved by `save_checkpoint`; refuses one made with other settings."""
-    payload = torch.load(path, weights_only=True, map_location=next(model.parameters()).device)
+    """Restore a run saved by `save_checkpoint` (its loaded payload); refuses one made with
+    other settings."""
     _check_resumable(payload["config"], config)
     model.load_state_dict(payload["model"])
     ema.module.load_state_dict(payload["ema"])
@@ -393,9 +401,15 @@ def load_checkpoint(
     return RunState(**payload["state"])
 
 
-def _save_best(path: Path, ema: ModelEMA, config: TrainConfig) -> None:
-    metadata = model_metadata(ema.module, (config.img_size, config.img_size))
-    save_model_file(path, ema.module.state_dict(), metadata)
+def _save_best(path: Path, run: _Run, config: TrainConfig) -> None:
+    """The EMA weights as a model file; with --quantise an SNN model file (lambdas, coding)."""
+    size = (config.img_size, config.img_size)
+    if run.coding is None:
+        save_model_file(path, run.ema.module.state_dict(), model_metadata(run.ema.module, size))
+        return
+    metadata = snn_model_metadata(run.ema.module, size, run.coding, run.lambdas,
+                                  config.percentile, config.per_channel, quantisation_aware=True)
+    save_model_file(path, run.ema.module.state_dict(), metadata, run.lambdas)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -411,6 +425,8 @@ class _Run:
     loss_fn: YoloLoss
     scaler: torch.amp.GradScaler
     device: torch.device
+    coding: SpikeCoding | None = None  # with --quantise: what the quantisers emulate
+    lambdas: dict[str, torch.Tensor] = field(default_factory=dict)  # and their thresholds
 
 
 def _optimiser_step(run: _Run) -> None:
@@ -454,20 +470,29 @@ def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig
     return {"box_loss": float(mean[0]), "obj_loss": float(mean[1]), "cls_loss": float(mean[2])}
 
 
-def _start(config: TrainConfig, names: Sequence[str], out: Path) -> tuple[_Run, RunState]:
-    """The network on its device, EMA, optimiser and loss; the saved state when resuming."""
+def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, RunState]:
+    """The network on its device (with SUHD quantisers when asked), EMA, optimiser and loss;
+    the saved state when resuming."""
     device = resolve_device(config.device)
-    model = make_model(config, names).to(device)
-    ema = ModelEMA(model, config.ema_decay, config.ema_tau)
-    optimizer = make_optimizer(model, config)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
-    state = RunState()
+    model = make_model(config, source.names).to(device)
+    saved = None
     if config.resume:
         if not (out / CHECKPOINT_NAME).is_file():
             raise ResumeError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist")
-        state = load_checkpoint(out / CHECKPOINT_NAME, model, ema, optimizer, config)
+        saved = torch.load(out / CHECKPOINT_NAME, weights_only=True, map_location=device)
+    coding, lambdas = None, {}
+    if config.quantise:
+        coding = quantiser_coding(config.quantise, config.half_start)
+        lambdas = quantise_model(
+            model, coding, saved["lambdas"] if saved else None,
+            calibration_batches(source, config.img_size, config.calibration_images),
+            config.percentile, config.per_channel)
+    ema = ModelEMA(model, config.ema_decay, config.ema_tau)
+    optimizer = make_optimizer(model, config)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
+    state = RunState() if saved is None else load_checkpoint(saved, model, ema, optimizer, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
-    return _Run(model, ema, optimizer, loss_fn, scaler, device), state
+    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas), state
 
 
 def train(config: TrainConfig) -> Path:
@@ -478,7 +503,7 @@ def train(config: TrainConfig) -> Path:
     out = Path(config.out_dir)
     train_source, val_source = make_sources(config)
     out.mkdir(parents=True, exist_ok=True)
-    run, state = _start(config, train_source.names, out)
+    run, state = _start(config, train_source, out)
     for epoch in range(state.epoch + 1, config.epochs):
         started = time.perf_counter()
         losses = _train_epoch(epoch, run, train_source, config)
@@ -490,12 +515,12 @@ def train(config: TrainConfig) -> Path:
         state.history.append({"epoch": epoch, **losses, **maps, "fitness": score})
         if score > state.best_fitness or not (out / BEST_NAME).is_file():
             state.best_fitness = max(score, state.best_fitness)
-            _save_best(out / BEST_NAME, run.ema, config)
-        save_checkpoint(out / CHECKPOINT_NAME, run.model, run.ema, run.optimizer, state, config)
+            _save_best(out / BEST_NAME, run, config)
+        save_checkpoint(out / CHECKPOINT_NAME, run, state, config)
         (out / RESULTS_NAME).write_text(json.dumps(state.history, indent=1))
         if config.progress:
             tqdm.write(f"epoch {epoch + 1}: mAP@0.5 {maps['map50']:.4f}, "
                        f"mAP@0.5:0.95 {maps['map50_95']:.4f}")
     if not (out / BEST_NAME).is_file():
-        _save_best(out / BEST_NAME, run.ema, config)
+        _save_best(out / BEST_NAME, run, config)
     return out / BEST_NAME

@@ -1,0 +1,55 @@
+"""Quantisation-aware fine-tuning: the training loop's side of snn/quantisation_aware.py.
+
+`suhd-train --quantise T,F_C` calibrates lambda per conv block on training images (as
+suhd-convert does), puts the SUHD quantiser in place of each ReLU, and trains through it. What
+it writes is an SNN model file: the ANN's weights with those lambdas and the coding, so the
+Detector runs it as it was fine-tuned, with no suhd-convert step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from suhd_ros.datasets import DatasetError
+from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.convert import calibrate_thresholds
+from suhd_ros.snn.quantisation_aware import insert_quantisers
+from suhd_ros.training.dataset import SceneSource, collate, load_sample
+
+CALIBRATION_BATCH = 8
+
+
+def quantiser_coding(spec: str, half_start: bool) -> SpikeCoding:
+    """"T,F_C" -> the STDI coding the fine-tuned network quantises with."""
+    try:
+        T, f_c = (int(v) for v in spec.split(","))
+        return SpikeCoding("stdi", T, f_c, half_start)
+    except ValueError as e:
+        raise DatasetError(f"--quantise must be T,F_C with positive integers (e.g. 4,4), "
+                           f"got {spec!r}: {e}") from None
+
+
+def calibration_batches(source: SceneSource, img_size: int, count: int):
+    """The first `count` images of the training split, letterboxed as the network sees them."""
+    indices = range(min(count, len(source)))
+    for start in range(0, len(indices), CALIBRATION_BATCH):
+        chunk = indices[start:start + CALIBRATION_BATCH]
+        yield collate([load_sample(source, i, img_size) for i in chunk])[0]
+
+
+def quantise_model(model: nn.Module, coding: SpikeCoding, lambdas: dict[str, Tensor] | None,
+                   calibration: Sequence[Tensor] | None, percentile: float,
+                   per_channel: bool) -> dict[str, Tensor]:
+    """Calibrate (unless `lambdas` are given, e.g. on resume) and insert the quantisers into
+    `model` in place; returns the lambdas (on the CPU) the model file will carry."""
+    if lambdas is None:
+        device = next(model.parameters()).device
+        was_training = model.training
+        lambdas = calibrate_thresholds(model.eval(), (x.to(device) for x in calibration or ()),
+                                       percentile, per_channel, progress=False)
+        model.train(was_training)
+    lambdas = {name: lam.detach().cpu() for name, lam in lambdas.items()}
+    insert_quantisers(model, lambdas, coding)
+    return lambdas

@@ -1,0 +1,91 @@
+"""suhd-train --quantise: fine-tuned through SUHD's quantiser, written as an SNN model file that
+the Detector runs exactly as the fine-tuned network computed, with no suhd-convert step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from suhd_ros.detector import Detector
+from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.convert import fold_batchnorm
+from suhd_ros.snn.quantisation_aware import SUHDQuantiser, insert_quantisers
+from suhd_ros.tools.train import main
+from suhd_ros.training.loop import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
+from suhd_ros.yolo.model_file import build_model, load_model_file
+from suhd_ros.yolo.preprocess import network_input
+
+TINY = TrainConfig(img_size=64, width_multiple=0.125, batch_size=4, nominal_batch=4,
+                   train_images=8, val_images=4, epochs=1, warmup_min_iters=0,
+                   progress=False, workers=0, quantise="2,4", calibration_images=8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("float")
+    return train(replace(TINY, out_dir=str(out), quantise=None))
+
+
+def test_the_file_runs_in_the_detector_as_the_fine_tuned_network_computed(
+        float_model, tmp_path) -> None:
+    best = train(replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model)))
+    model_file = load_model_file(best)
+    snn_meta = model_file.metadata["snn"]
+    assert (snn_meta["T"], snn_meta["f_c"], snn_meta["half_start"]) == (2, 4, True)
+    assert snn_meta["quantisation_aware"] is True and model_file.lambdas
+    coding = SpikeCoding("stdi", 2, 4, half_start=True)
+    fine_tuned = insert_quantisers(fold_batchnorm(build_model(model_file)), model_file.lambdas,
+                                   coding).eval()
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    x, _ = network_input([image], (64, 64))
+    detector = Detector(best, device="cpu")
+    with torch.no_grad():
+        expected = fine_tuned(x)
+        got = detector.model(x)
+        reference = Detector(best, device="cpu", engine="reference").model(x)
+    for e, g in zip(expected[1], got[1], strict=True):
+        assert torch.equal(e, g)
+    torch.testing.assert_close(reference[0], got[0], rtol=1e-4, atol=1e-3)
+
+
+def test_weights_change_and_resume_keeps_the_calibrated_thresholds(float_model, tmp_path):
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model))
+    first = load_model_file(train(config))
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    train(replace(config, epochs=2, resume=True))
+    resumed = load_model_file(tmp_path / BEST_NAME)
+    for name, lam in first.lambdas.items():
+        assert torch.equal(resumed.lambdas[name], lam)
+        assert torch.equal(saved["lambdas"][name], lam)
+    start = load_model_file(float_model).state_dict
+    assert any(not torch.equal(start[k], v) for k, v in first.state_dict.items())
+
+
+def test_the_network_and_its_ema_train_through_the_quantisers(float_model, tmp_path) -> None:
+    from suhd_ros.training.loop import _start, make_sources
+
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model))
+    run, _ = _start(config, make_sources(config)[0], tmp_path)
+    quantisers = [m for m in run.model.modules() if isinstance(m, SUHDQuantiser)]
+    assert len(quantisers) == len(run.lambdas) > 0
+    assert sum(isinstance(m, SUHDQuantiser) for m in run.ema.module.modules()) == len(quantisers)
+
+
+@pytest.mark.parametrize("spec", ["4", "4,x", "0,4", "4,4,4"])
+def test_a_bad_quantise_setting_is_one_line(spec: str, tmp_path, capsys) -> None:
+    status = main(["--quantise", spec, "--img-size", "64", "--train-images", "4", "--epochs",
+                   "1", "--no-progress", "--workers", "0", "--out-dir", str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("suhd-train: error: --quantise") and err.count("\n") == 1, err
