@@ -216,11 +216,14 @@ def test_command_line_maps_to_the_config():
 
 
 def test_command_line_trains_from_an_exported_coco_folder(tmp_path):
+    """In this process, so no DataLoader workers: forking them from a test process that has
+    loaded OpenVINO / ONNX Runtime (test_backends_*) made a later subprocess call segfault
+    (test_datasets_train_e2e runs workers, in its own suhd-train process)."""
     for split in ("train", "val"):
         export_coco(tmp_path / "data", split, count=4, width=80, height=64, progress=False)
     argv = ["--data", str(tmp_path / "data"), "--out-dir", str(tmp_path / "run"), "--epochs", "1",
             "--img-size", "64", "--width-multiple", "0.125", "--batch-size", "4",
-            "--no-progress", "--threads", "1"]  # fmt: skip
+            "--no-progress", "--threads", "1", "--workers", "0"]  # fmt: skip
     assert main(argv) == 0
     checkpoint = torch.load(tmp_path / "run" / CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["config"]["data"] == str(tmp_path / "data")
