@@ -322,10 +322,10 @@ def _names_list(names: Any, nc: int) -> list[str]:
     return [str(n) for n in names]
 
 
-def _batchnorm_settings(model: Placeholder) -> dict[str, float]:
+def _batchnorm_settings(modules: list[tuple[str, dict]]) -> dict[str, float]:
     """The BN layers' eps and momentum as description keys; one value per model, since that is
     what our blocks (and YOLOv5's initialize_weights) use: several eps values are refused."""
-    layers = [state for state in _module_states(model) if state[0] == _BATCHNORM_CLASS]
+    layers = [state for state in modules if state[0] == _BATCHNORM_CLASS]
     settings = {}
     for key, attribute in (("bn_eps", "eps"), ("bn_momentum", "momentum")):
         values = {state.get(attribute) for _, state in layers}
@@ -347,14 +347,14 @@ def _module_states(node: Placeholder) -> list[tuple[str, dict]]:
     return found
 
 
-def _explicit_anchors(description: dict, model: Placeholder, tensors: dict) -> None:
+def _explicit_anchors(description: dict, modules: list[tuple[str, dict]], tensors: dict) -> None:
     """Ultralytics' ``anchors: 3`` means 'three per level, found by AutoAnchor': the real ones
     are the Detect layer's ``anchors`` buffer (grid units) times its stride, so write those."""
     count = description.get("anchors")
     if not isinstance(count, int) or isinstance(count, bool):
         return
     grids = [t for key, t in tensors.items() if key.endswith(".anchors")]
-    strides = [state.get("stride") for name, state in _module_states(model)
+    strides = [state.get("stride") for name, state in modules
                if name == "models.yolo.Detect"]
     grid, stride = (grids[0], strides[0]) if len(grids) == len(strides) == 1 else (None, None)
     if grid is None or grid.dim() != 3 or tuple(grid.shape[1:]) != (count, 2) \
@@ -392,8 +392,9 @@ def _imported(model: Placeholder) -> ImportedCheckpoint:
     description = _json_clean(state["yaml"])
     tensors: dict[str, torch.Tensor] = {}
     _collect_tensors(model, "", tensors)
-    _explicit_anchors(description, model, tensors)
-    description |= _batchnorm_settings(model)
+    modules = _module_states(model)
+    _explicit_anchors(description, modules, tensors)
+    description |= _batchnorm_settings(modules)
     state_dict = {
         k: (t.float() if t.is_floating_point() else t).detach().clone() for k, t in tensors.items()
     }
@@ -401,7 +402,7 @@ def _imported(model: Placeholder) -> ImportedCheckpoint:
         description=description,
         names=_names_list(state.get("names"), int(description["nc"])),
         state_dict=state_dict,
-        activation=_guess_activation({name for name, _ in _module_states(model)}, description),
+        activation=_guess_activation({name for name, _ in modules}, description),
     )
 
 
