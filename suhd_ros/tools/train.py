@@ -2,8 +2,8 @@
 
 All options: suhd-train --help (one per `TrainConfig` field). The best weights are written as a
 model file, with the dataset's class names, that suhd-convert turns into a spiking model. Bad
-input (dataset, device, weights, resume) is one line on stderr and exit status 2, before any
-training starts.
+input (dataset, device, weights or checkpoint, resume) is one line on stderr and exit status 2,
+before any training starts.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import torch
 from suhd_ros.datasets import DatasetError
 from suhd_ros.detector import DetectorError
 from suhd_ros.training.loop import ResumeError, TrainConfig, train
+from suhd_ros.yolo.checkpoint import CheckpointImportError
 from suhd_ros.yolo.model_file import ModelFileError
 
-BAD_INPUT = (DatasetError, DetectorError, ModelFileError, ResumeError)
+BAD_INPUT = (DatasetError, DetectorError, ModelFileError, CheckpointImportError, ResumeError)
 
 
 def _argument_type(hint) -> type:
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             kind = _argument_type(hints[f.name])
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text)
+            parser.add_argument(flag, type=kind, default=f.default, help=help_text,
+                                choices=f.metadata.get("choices"))
     return parser
 
 

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -49,9 +50,16 @@ from suhd_ros.training.quantisation_aware import (
     quantise_model,
     quantiser_coding,
 )
-from suhd_ros.yolo.config import yolov5_description
+from suhd_ros.yolo.blocks import ACTIVATIONS
+from suhd_ros.yolo.checkpoint import import_ultralytics_checkpoint
+from suhd_ros.yolo.config import MULTIPLES, yolov5_description
 from suhd_ros.yolo.model import YOLOv5, load_checked_state_dict
-from suhd_ros.yolo.model_file import load_model_file, model_metadata, save_model_file
+from suhd_ros.yolo.model_file import (
+    ModelFileError,
+    load_model_file,
+    model_metadata,
+    save_model_file,
+)
 from suhd_ros.yolo.postprocess import postprocess
 
 CHECKPOINT_NAME = "last.pt"
@@ -67,9 +75,9 @@ class ResumeError(ValueError):
     """A run that cannot be resumed: no checkpoint, or one made with other settings."""
 
 
-def _opt(default: object, help_text: str):
-    """A config field whose help text also serves the command line."""
-    return field(default=default, metadata={"help": help_text})
+def _opt(default: object, help_text: str, choices: Sequence[str] | None = None):
+    """A config field whose help text (and allowed values) also serve the command line."""
+    return field(default=default, metadata={"help": help_text, "choices": choices})
 
 
 @dataclass
@@ -86,7 +94,11 @@ class TrainConfig:
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N (auto: CUDA when there is one)")
     amp: bool = _opt(True, "mixed precision on CUDA (no effect on the CPU)")
     workers: int = _opt(2, "DataLoader worker processes preparing samples (0: in this one)")
-    size: str = _opt("n", "YOLOv5 size n/s/m/l/x")
+    size: str | None = _opt(None, "YOLOv5 size n/s/m/l/x (default: the --init-weights "
+                            "network's, else n)", choices=tuple(MULTIPLES))
+    activation: str = _opt("relu", "relu (what SUHD converts) or silu (experiments: "
+                           "suhd-convert runs SiLU as ReLU, an approximation)",
+                           choices=ACTIVATIONS)
     width_multiple: float | None = _opt(None, "override the size's width multiple")
     depth_multiple: float | None = _opt(None, "override the size's depth multiple")
     img_size: int = _opt(320, "square network input, pixels (multiple of 32)")
@@ -102,7 +114,8 @@ class TrainConfig:
     val_images: int = _opt(200, "validation images (generator only)")
     # measured: 10 epochs x 1024 scenes at 128 px, YOLOv5n, CPU: AdamW(lr0 0.001) reached
     # mAP@0.5 0.010 / box loss 0.082 where SGD(lr0 0.01) reached 0.002 / 0.092
-    optimizer: str = _opt("adamw", "adamw or sgd (Nesterov; YOLOv5's choice for long runs)")
+    optimizer: str = _opt("adamw", "adamw or sgd (Nesterov; YOLOv5's choice for long runs)",
+                          choices=("adamw", "sgd"))
     lr0: float = _opt(0.001, "initial learning rate (YOLOv5: 0.001 AdamW, 0.01 SGD)")
     lrf: float = _opt(0.01, "final learning rate as a fraction of lr0 (cosine)")
     momentum: float = _opt(0.937, "SGD momentum / AdamW beta1")
@@ -128,8 +141,9 @@ class TrainConfig:
     conf_threshold: float = _opt(0.001, "validation score threshold")
     iou_threshold: float = _opt(0.6, "validation NMS IoU threshold")
     seed: int = _opt(0, "seed of initial weights, scene order and augmentation")
-    init_weights: str | None = _opt(None, "start from a model file's weights (fine-tuning; "
-                                    "the head is re-initialised when the class count differs)")
+    init_weights: str | None = _opt(None, "start from a model file's or an Ultralytics YOLOv5 "
+                                    ".pt checkpoint's weights (fine-tuning; the head is "
+                                    "re-initialised when the class count differs)")
     quantise: str | None = _opt(None, "T,F_C: fine-tune with SUHD's quantiser in place of each "
                                 "ReLU (quantisation-aware; start from --init-weights); writes "
                                 "an SNN model file that needs no suhd-convert")
@@ -155,36 +169,87 @@ class TrainConfig:
 
 
 def make_model(config: TrainConfig, names: Sequence[str]) -> YOLOv5:
-    """A fresh ReLU YOLOv5 for `names`; the seed fixes the initial weights."""
-    description = yolov5_description(config.size, len(names))
+    """A fresh YOLOv5 for `names` (the seed fixes the initial weights), started from
+    --init-weights when given: its network unless --size says otherwise, its weights where the
+    shapes match."""
+    init = read_init_weights(config.init_weights) if config.init_weights else None
+    description = _description(config, len(names), init)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        model = YOLOv5.from_description(description, activation=config.activation,
+                                        names=list(names))
+    if config.activation != "relu":
+        LOG.warning("training a %s network: SUHD converts ReLU networks only (suhd-convert "
+                    "would run it as ReLU, an approximation)", config.activation)
+    if init is not None:
+        if init.activation != config.activation:
+            LOG.warning("init weights: %s's %s activations are trained as %s (the network built "
+                        "here); expect a drop until fine-tuning recovers it", init.source,
+                        init.activation.upper(), config.activation.upper())
+        load_init_weights(model, init.state_dict, init.source)
+    return model
+
+
+@dataclass(frozen=True)
+class InitWeights:
+    """Weights to start from, with the network description and activation they were made with."""
+
+    source: str
+    description: dict
+    state_dict: dict[str, torch.Tensor]
+    activation: str
+
+
+def read_init_weights(path: str) -> InitWeights:
+    """Our model file, or an Ultralytics YOLOv5 `.pt` read by the safe importer (no pickled code
+    runs); a torch.save file is a zip archive, a model file (safetensors) never is."""
+    if zipfile.is_zipfile(path):
+        imported = import_ultralytics_checkpoint(path)
+        return InitWeights(path, imported.description, imported.state_dict, imported.activation)
+    model_file = load_model_file(path)
+    meta = model_file.metadata
+    return InitWeights(path, meta["description"], model_file.state_dict, meta["activation"])
+
+
+def _description(config: TrainConfig, nc: int, init: InitWeights | None) -> dict:
+    """--size's description, else the init weights' own (depth, width, anchors, BN eps),
+    else YOLOv5n's; for `nc` classes, with the multiples' overrides."""
+    if config.size is None and init is not None:
+        description = copy.deepcopy(init.description)
+        description["nc"] = nc
+        for key in ("activation", "act"):  # Ultralytics' yaml key; the network is config's
+            description.pop(key, None)
+    else:
+        description = yolov5_description(config.size or "n", nc)
     if config.width_multiple is not None:
         description["width_multiple"] = config.width_multiple
     if config.depth_multiple is not None:
         description["depth_multiple"] = config.depth_multiple
-    with torch.random.fork_rng():
-        torch.manual_seed(config.seed)
-        model = YOLOv5.from_description(description, activation="relu", names=list(names))
-    if config.init_weights:  # e.g. the embedded model, to train it further in a new run
-        load_init_weights(model, load_model_file(config.init_weights).state_dict)
-    return model
+    return description
 
 
-def load_init_weights(model: YOLOv5, state_dict: dict[str, torch.Tensor]) -> None:
+def load_init_weights(model: YOLOv5, state_dict: dict[str, torch.Tensor],
+                      source: str = "init weights") -> None:
     """All of `state_dict` when it fits; with another class count every layer but the head's
-    class-dependent convolutions, which keep their fresh initialisation."""
+    class-dependent convolutions, which keep their fresh initialisation. One log line says
+    what loaded and what did not."""
     own = model.state_dict()
     head = next(name for name, module in model.named_modules() if module is model.detect) + "."
     differing = [k for k, v in own.items() if k not in state_dict or state_dict[k].shape != v.shape]
+    if any(not k.startswith(head) for k in differing) or state_dict.keys() - own.keys():
+        raise ModelFileError(f"--init-weights {source}: these weights belong to another network "
+                             f"(first differences: {differing[:3]}); check --size, or leave it "
+                             "out to take the network from the file")
     if not differing:
         load_checked_state_dict(model, state_dict)
+        LOG.info("init weights: all %d tensors loaded from %s", len(own), source)
         return
-    if any(not k.startswith(head) for k in differing) or state_dict.keys() - own.keys():
-        raise DatasetError(f"--init-weights: these weights belong to another network "
-                           f"(first differences: {differing[:3]}); check --size")
     model.load_state_dict({k: v for k, v in state_dict.items() if k not in differing},
                           strict=False)
-    LOG.warning("init weights: %d tensors loaded; the head's %d re-initialised for %d classes",
-                len(own) - len(differing), len(differing), len(model.names))
+    skipped = sorted({k.rsplit(".", 1)[0] for k in differing})
+    LOG.warning("init weights: %d of %d tensors loaded from %s; re-initialised for %d classes: "
+                "%s", len(own) - len(differing), len(own), source, len(model.names),
+                ", ".join(skipped))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
