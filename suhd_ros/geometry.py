@@ -29,6 +29,7 @@ to 90th percentile), at least ``MIN_DEPTH_EXTENT_M``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,7 +53,9 @@ class GeometryError(ValueError):
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics of the (colour) image the boxes belong to, and its size."""
+    """Pinhole intrinsics of the (colour) image the boxes belong to, and its size (OpenCV
+    convention: pixel (0, 0)'s centre at u = v = 0). The synthetic sequence's camera is one
+    too."""
 
     fx: float
     fy: float
@@ -72,6 +75,12 @@ class Intrinsics:
         if width <= 0 or height <= 0:
             raise GeometryError(f"camera_info size must be positive, found {width}x{height}")
         return cls(fx, fy, cx, cy, int(width), int(height))
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, hfov_deg: float) -> Intrinsics:
+        """Square pixels, the principal point in the middle, the horizontal field of view."""
+        f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+        return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
 
     def k(self) -> list[float]:
         """Row-major 3 x 3 K, as CameraInfo carries it."""

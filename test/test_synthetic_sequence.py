@@ -23,8 +23,7 @@ def frames() -> list[SequenceFrame]:
 
 
 def _intrinsics() -> Intrinsics:
-    k = SceneSequence(0, WIDTH, HEIGHT).k
-    return Intrinsics(k.fx, k.fy, k.cx, k.cy, k.width, k.height)
+    return SceneSequence(0, WIDTH, HEIGHT).k
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:

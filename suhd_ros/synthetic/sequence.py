@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from suhd_ros.geometry import Intrinsics
 from suhd_ros.synthetic.scenes import (
     CLASS_NAMES,
     SceneStyle,
@@ -105,28 +106,6 @@ class _Object:
     extent_m: np.ndarray  # the drawn shape's box around (x, y): [x1, y1, x2, y2], metres
 
 
-@dataclass(frozen=True)
-class PinholeCamera:
-    """The sequence's intrinsics (OpenCV convention: pixel (0, 0)'s centre at u = v = 0)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    @classmethod
-    def from_fov(cls, width: int, height: int, hfov_deg: float) -> PinholeCamera:
-        """Square pixels, the principal point in the middle, the horizontal field of view."""
-        f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-        return cls(f, f, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
-
-    def k(self) -> list[float]:
-        """Row-major 3 x 3 K, as sensor_msgs/CameraInfo carries it."""
-        return [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
-
-
 _EXTENT_PX = 1000  # resolution at which an object's drawn extent is measured
 
 
@@ -159,7 +138,7 @@ class SceneSequence:
                  style: SequenceStyle | None = None) -> None:
         self.style = style or SequenceStyle()
         self.width, self.height = width, height
-        self.k = PinholeCamera.from_fov(width, height, self.style.hfov_deg)
+        self.k = Intrinsics.from_fov(width, height, self.style.hfov_deg)
         self._rng = np.random.default_rng(seed)
         self._lighting_seed = int(self._rng.integers(2**62))
         self._backdrop = self._draw_backdrop()
