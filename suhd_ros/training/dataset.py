@@ -17,7 +17,14 @@ import torch
 
 from suhd_ros.datasets import DatasetError, ImageReadError
 from suhd_ros.synthetic.scenes import CLASS_NAMES, SPLITS, SceneStyle, generate_scene
-from suhd_ros.training.augment import Augmentation, augment_hsv, flip, random_affine
+from suhd_ros.training.augment import (
+    Augmentation,
+    Tile,
+    augment_hsv,
+    flip,
+    mosaic,
+    random_affine,
+)
 from suhd_ros.yolo.letterbox import letterbox, letterbox_boxes
 from suhd_ros.yolo.preprocess import network_input
 
@@ -90,23 +97,53 @@ def load_sample(
     aug: Augmentation | None = None,
 ) -> Sample:
     """Letterbox one scene to the square network input; augment when `rng` and `aug` are given
-    (ignored boxes are then left out: they are not to be learned)."""
+    (ignored boxes are then left out: they are not to be learned). With probability
+    `aug.mosaic` the sample is a mosaic of this scene and three others drawn by `rng`."""
+    if rng is not None and aug is not None:
+        if aug.mosaic > 0 and rng.random() < aug.mosaic:
+            others = rng.integers(0, len(source), 3)
+            tiles = [_tile(source, int(k), img_size) for k in (index, *others)]
+            image, boxes, class_ids = mosaic(rng, tiles, img_size)
+        else:
+            image, boxes, class_ids = _letterboxed(source, index, img_size, trained_only=True)
+        return _augmented(rng, image, boxes, class_ids, aug, img_size)
+    image, boxes, class_ids, ignore = _letterboxed(source, index, img_size)
+    return Sample(image, boxes, class_ids, ignore)
+
+
+def _letterboxed(source: SceneSource, index: int, img_size: int, trained_only: bool = False):
+    """The scene letterboxed to the square input: image, boxes, class ids (and ignore flags,
+    or only the boxes to learn when `trained_only`)."""
     image, boxes, class_ids, ignore = read_scene(source, index)
     image, info = letterbox(image, img_size)
     boxes = letterbox_boxes(boxes, info).reshape(-1, 4)
-    if rng is not None and aug is not None:
-        boxes, class_ids = boxes[~ignore], class_ids[~ignore]
-        image, boxes, keep = random_affine(rng, image, boxes, aug)
-        class_ids = class_ids[keep]
-        boxes = boxes[keep]
-        ignore = np.zeros(len(class_ids), bool)
-        image = augment_hsv(rng, image, aug)
-        if rng.random() < aug.fliplr:
-            image, boxes = flip(image, boxes, axis=1)
-        if rng.random() < aug.flipud:
-            image, boxes = flip(image, boxes, axis=0)
+    if trained_only:
+        return image, boxes[~ignore], class_ids[~ignore]
+    return image, boxes, np.asarray(class_ids, np.int64), np.asarray(ignore, bool)
+
+
+def _tile(source: SceneSource, index: int, size: int) -> Tile:
+    """A mosaic tile: the scene resized to longest side `size` (no padding), boxes to learn."""
+    image, boxes, class_ids, ignore = read_scene(source, index)
+    height, width = image.shape[:2]
+    r = size / max(height, width)
+    image, info = letterbox(image, (max(round(height * r), 1), max(round(width * r), 1)))
+    boxes = letterbox_boxes(boxes, info).reshape(-1, 4)
+    return image, boxes[~ignore], class_ids[~ignore]
+
+
+def _augmented(rng: np.random.Generator, image: np.ndarray, boxes: np.ndarray,
+               class_ids: np.ndarray, aug: Augmentation, img_size: int) -> Sample:
+    """Scale / translate (a mosaic canvas down to `img_size`), HSV, flips."""
+    image, boxes, keep = random_affine(rng, image, boxes, aug, img_size)
+    class_ids, boxes = class_ids[keep], boxes[keep]
+    image = augment_hsv(rng, image, aug)
+    if rng.random() < aug.fliplr:
+        image, boxes = flip(image, boxes, axis=1)
+    if rng.random() < aug.flipud:
+        image, boxes = flip(image, boxes, axis=0)
     return Sample(image, boxes.astype(np.float32), np.asarray(class_ids, np.int64),
-                  np.asarray(ignore, bool))
+                  np.zeros(len(class_ids), bool))
 
 
 class Samples(torch.utils.data.Dataset):

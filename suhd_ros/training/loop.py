@@ -3,15 +3,17 @@
 The recipe is YOLOv5's (v6.x, hyp.scratch-low): the loss of `suhd_ros.training.loss`, gradient
 accumulation to a nominal batch of 64, AdamW (beta1 0.937; chosen by measurement for short CPU
 runs) or SGD with Nesterov momentum 0.937, a cosine learning rate with linear warm-up, an EMA
-of the weights (the EMA is what gets evaluated and saved), HSV / flip / scale / translate
-augmentation (no mosaic yet). Scenes come from the generator on the fly (fresh scenes every
-epoch) or from a dataset in the YOLO, COCO or VOC layout (`suhd_ros.datasets`), whose class
-names the model takes. Samples are prepared by a torch DataLoader's worker processes; the
-network runs on the CPU or a CUDA device, with mixed precision on CUDA.
+of the weights (the EMA is what gets evaluated and saved), mosaic (on a dataset; off for the
+last epochs) and HSV / flip / scale / translate augmentation. Scenes come from the generator on
+the fly (fresh scenes every epoch) or from a dataset in the YOLO, COCO or VOC layout
+(`suhd_ros.datasets`), whose class names the model takes. Samples are prepared by a torch
+DataLoader's worker processes; the network runs on the CPU or a CUDA device, with mixed
+precision on CUDA.
 
 Outputs in `out_dir`: `last.pt` (resumable: tensors and plain values only, loadable with
 `torch.load(..., weights_only=True)`), `best.safetensors` (a project model file of the best EMA
-weights by COCO fitness) and `results.json` (per-epoch losses, mAP and training seconds).
+weights by COCO fitness), `results.json` (per-epoch losses, mAP, learning rate and training
+seconds) and the same as `results.csv`, `results.md` and `results.png` (plots, with matplotlib).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from suhd_ros.training.quantisation_aware import (
     quantise_model,
     quantiser_coding,
 )
+from suhd_ros.training.results import write_results
 from suhd_ros.yolo.blocks import ACTIVATIONS
 from suhd_ros.yolo.checkpoint import import_ultralytics_checkpoint
 from suhd_ros.yolo.config import MULTIPLES, yolov5_description
@@ -136,6 +139,10 @@ class TrainConfig:
                                 f"{Augmentation.flipud} on the benchmark, 0 on a dataset)")
     scale: float = _opt(Augmentation.scale, "random scale +/- gain")
     translate: float = _opt(Augmentation.translate, "random translation +/- fraction")
+    mosaic: float | None = _opt(None, "probability of a 4-image mosaic sample (default: 1 on a "
+                                "dataset, 0 on the benchmark)")
+    close_mosaic: int | None = _opt(None, "epochs at the end without mosaic (default: 10, at "
+                                    "most a quarter of --epochs)")
     ema_decay: float = _opt(0.9999, "EMA decay")
     ema_tau: float = _opt(2000.0, "EMA ramp: decay * (1 - exp(-updates / tau))")
     conf_threshold: float = _opt(0.001, "validation score threshold")
@@ -155,11 +162,23 @@ class TrainConfig:
     resume: bool = _opt(False, "continue the run in out_dir from last.pt")
     progress: bool = _opt(True, "show progress bars")
 
-    def augmentation(self) -> Augmentation:
+    def augmentation(self, epoch: int = 0) -> Augmentation:
+        """The augmentation of `epoch`: mosaic off in the last `close_mosaic` epochs."""
         values = {f.name: getattr(self, f.name) for f in fields(Augmentation)}
         if values["flipud"] is None:  # real scenes have an up; the shapes do not
             values["flipud"] = Augmentation.flipud if self.data is None else 0.0
+        if values["mosaic"] is None:  # the benchmark's recipe (the default model's) has none
+            values["mosaic"] = Augmentation.mosaic if self.data is None else 1.0
+        if epoch >= self.epochs - self.mosaic_off_epochs():
+            values["mosaic"] = 0.0
         return Augmentation(**values)
+
+    def mosaic_off_epochs(self) -> int:
+        """--close-mosaic, by default 10 (Ultralytics') but at most a quarter of the run: the
+        last epochs then see whole frames, as the network will at inference."""
+        if self.close_mosaic is not None:
+            return self.close_mosaic
+        return min(10, self.epochs // 4)
 
     def gains(self) -> LossGains:
         return LossGains(**{f.name: getattr(self, f.name) for f in fields(LossGains)})
@@ -364,7 +383,7 @@ def training_batch(
     source: SceneSource, indices: Sequence[int], epoch: int, config: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented batch; each sample's randomness depends only on (seed, epoch, index)."""
-    samples = Samples(source, config.img_size, config.augmentation(), config.seed, epoch)
+    samples = Samples(source, config.img_size, config.augmentation(epoch), config.seed, epoch)
     return collate([samples[int(i)] for i in indices])
 
 
@@ -513,7 +532,7 @@ def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig
     accumulate, pending = _accumulate(config), 0
     _set_epoch_lr(run.optimizer, epoch, config)
     total = torch.zeros(3)
-    samples = Samples(source, config.img_size, config.augmentation(), config.seed, epoch)
+    samples = Samples(source, config.img_size, config.augmentation(epoch), config.seed, epoch)
     loader = _loader(samples, batches, collate, config)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress)
     for k, (images, targets) in enumerate(bar):
@@ -532,7 +551,8 @@ def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig
         total += parts
         bar.set_postfix(box=f"{parts[0]:.4f}", obj=f"{parts[1]:.4f}", cls=f"{parts[2]:.4f}")
     mean = total / max(len(batches), 1)
-    return {"box_loss": float(mean[0]), "obj_loss": float(mean[1]), "cls_loss": float(mean[2])}
+    return {"box_loss": float(mean[0]), "obj_loss": float(mean[1]), "cls_loss": float(mean[2]),
+            "lr": run.optimizer.param_groups[0]["lr"], "mosaic": samples.aug.mosaic}
 
 
 def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, RunState]:
@@ -583,6 +603,7 @@ def train(config: TrainConfig) -> Path:
             _save_best(out / BEST_NAME, run, config)
         save_checkpoint(out / CHECKPOINT_NAME, run, state, config)
         (out / RESULTS_NAME).write_text(json.dumps(state.history, indent=1))
+        write_results(out, state.history)
         if config.progress:
             tqdm.write(f"epoch {epoch + 1}: mAP@0.5 {maps['map50']:.4f}, "
                        f"mAP@0.5:0.95 {maps['map50_95']:.4f}")
