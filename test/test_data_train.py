@@ -1,6 +1,8 @@
 """The YOLOv5 trainer: CIoU, target assignment, augmentation, optimisation, checkpoints, CLI."""
 
+import logging
 import math
+import sys
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -19,12 +21,14 @@ from suhd_ros.training.loop import (
     CHECKPOINT_NAME,
     ResumeError,
     TrainConfig,
+    _warn_fork_unsafe,
     epoch_indices,
     make_model,
     make_optimizer,
     make_sources,
     train,
     training_batch,
+    worker_count,
 )
 from suhd_ros.training.loss import YoloLoss, bbox_ciou
 from suhd_ros.yolo.model_file import build_model, load_model_file
@@ -241,3 +245,18 @@ def test_an_image_damaged_after_indexing_is_replaced_by_the_next_and_reported(tm
         load_sample(dataset, 1, 64)
     np.testing.assert_allclose(sample.boxes_xyxy, dataset.records[2].boxes_xyxy)
     assert caplog.text.count(f"{damaged}: cannot read image: skipped") == 1
+
+
+def test_no_worker_is_forked_from_a_process_that_loaded_onnx_runtime(monkeypatch, caplog):
+    pytest.importorskip("onnxruntime")  # requirements/backends.txt
+    for name in ("onnxruntime", "openvino"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert worker_count(TrainConfig(workers=2)) == 2
+    import onnxruntime  # noqa: F401  (the real runtime, loaded into this process)
+
+    _warn_fork_unsafe.cache_clear()  # warned once per process: maybe already, by another test
+    with caplog.at_level(logging.WARNING, logger="suhd_ros.training"):
+        assert worker_count(TrainConfig(workers=2)) == 0
+        assert worker_count(TrainConfig(workers=0)) == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "onnxruntime" in warnings[0]

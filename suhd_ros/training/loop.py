@@ -19,9 +19,12 @@ seconds) and the same as `results.csv`, `results.md` and `results.png` (plots, w
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
+import multiprocessing
+import sys
 import time
 import zipfile
 from collections.abc import Sequence
@@ -391,7 +394,30 @@ def _loader(samples: Samples, batches: Sequence[Sequence[int]], collate_fn,
             config: TrainConfig) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         samples, batch_sampler=[[int(i) for i in b] for b in batches], collate_fn=collate_fn,
-        num_workers=config.workers)  # no cv2.setNumThreads in a worker: it hangs after fork
+        num_workers=worker_count(config))  # no cv2.setNumThreads in a worker: it hangs after fork
+
+
+# runtimes whose threads do not survive a fork: a worker forked after they loaded has crashed
+# the parent (SIGSEGV in pytest) or hung (seen with the backends tests, commits 3e31ff8, 051e706)
+FORK_UNSAFE_MODULES = ("openvino", "onnxruntime")
+
+
+def worker_count(config: TrainConfig) -> int:
+    """--workers, or 0 (with one warning) when the workers would be forked from a process that
+    has loaded OpenVINO or ONNX Runtime."""
+    loaded = tuple(name for name in FORK_UNSAFE_MODULES if name in sys.modules)
+    method = (multiprocessing.get_start_method(allow_none=True)
+              or multiprocessing.get_all_start_methods()[0])  # the first is the default
+    if config.workers and loaded and method == "fork":
+        _warn_fork_unsafe(loaded)
+        return 0
+    return config.workers
+
+
+@functools.cache
+def _warn_fork_unsafe(loaded: tuple[str, ...]) -> None:
+    LOG.warning("this process has loaded %s, which a forked DataLoader worker can crash: "
+                "samples are prepared in this process (--workers 0)", " and ".join(loaded))
 
 
 # ----------------------------------------------------------------------------- evaluation
