@@ -1,8 +1,9 @@
 """ANN weights + calibration images -> an SNN model file (what `suhd-convert` runs).
 
 Sources: one of our model files (e.g. what `suhd-train` writes) or an Ultralytics YOLOv5 `.pt`
-checkpoint, read without executing pickled code. Calibration images: a folder of pictures, or
-scenes of the project's own benchmark generator.
+checkpoint, read without executing pickled code. Calibration images: a folder of pictures, a
+sample of a labelled dataset's split (`suhd_ros.datasets`), or scenes of the project's own
+benchmark generator.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from suhd_ros.datasets import ImageReadError, LabelledDataset
 from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T, SpikeCoding
 from suhd_ros.snn.convert import calibrate_thresholds, convert_to_snn
 from suhd_ros.yolo.checkpoint import import_ultralytics_checkpoint, yolov5_from_checkpoint
@@ -73,6 +75,20 @@ def read_rgb(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"cannot read image {path}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def dataset_calibration(dataset: LabelledDataset, count: int, seed: int = 0
+                        ) -> Iterator[np.ndarray]:
+    """`count` images of a dataset split drawn at random (seeded) without repeats, read in file
+    order: thresholds see the whole split, not its first folder. An image damaged since it was
+    indexed is reported and left out."""
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(len(dataset), min(count, len(dataset)), replace=False))
+    for index in picked.tolist():
+        try:
+            yield dataset.read_image(index)
+        except ImageReadError as e:
+            warnings.warn(f"{e}: left out of the calibration", stacklevel=2)
 
 
 def batches_of(images: Sequence[np.ndarray] | Iterator[np.ndarray], input_size: Sequence[int],

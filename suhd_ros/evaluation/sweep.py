@@ -4,14 +4,52 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
 
 from suhd_ros.detector import Detector
 from suhd_ros.evaluation.coco import any_class, evaluate_detections
 from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T
 from suhd_ros.snn.energy import FrameEnergy
 from suhd_ros.synthetic.scenes import BENCHMARK_SIZE, SPLITS, Scene, generate_scene
+
+LabelledImage = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # rgb, boxes, ids, ignore
+
+
+class LabelledImages(Protocol):
+    """Indexable labelled images: benchmark scenes, or a dataset split read lazily (a
+    `suhd_ros.datasets.LabelledDataset` gives `(rgb, boxes_xyxy, class_ids, ignore)`)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Scene | LabelledImage: ...
+
+
+@dataclass(frozen=True)
+class SpreadSubset:
+    """`count` images spread evenly over `source` (all when it has fewer), read when asked for:
+    a capped evaluation sees the whole split, not only its first folder."""
+
+    source: LabelledImages
+    count: int
+
+    def __len__(self) -> int:
+        return min(self.count, len(self.source))
+
+    def __getitem__(self, index: int) -> Scene | LabelledImage:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.source[int(index * len(self.source) // len(self))]
+
+
+def _labelled(item: Scene | LabelledImage) -> LabelledImage:
+    """A scene as a dataset's tuple (a scene has nothing to ignore)."""
+    if isinstance(item, Scene):
+        return item.image, item.boxes_xyxy, item.class_ids, np.zeros(len(item.class_ids), bool)
+    return item
 
 
 @dataclass(frozen=True)
@@ -51,41 +89,48 @@ def benchmark_scenes(count: int, size: tuple[int, int] = BENCHMARK_SIZE,
     return [generate_scene(seed, size[1], size[0]) for seed in seeds]
 
 
-def evaluate(detector: Detector, scenes: Sequence[Scene], batch_size: int = 8,
+def evaluate(detector: Detector, scenes: LabelledImages, batch_size: int = 8,
              score_threshold: float = 0.001, iou_threshold: float = 0.6,
-             multi_label: bool = True) -> dict:
-    """mAP@0.5 and mAP@0.5:0.95 over scenes (mAP@0.5 also by object size and with classes
-    ignored), with mean spikes / SOPs / energy per frame.
+             multi_label: bool = True, names: Sequence[str] | None = None) -> dict:
+    """mAP@0.5 and mAP@0.5:0.95 over labelled images (mAP@0.5 also by object size, with classes
+    ignored, and per class under `names`, the detector's by default), with mean spikes / SOPs /
+    energy per frame.
 
     The protocol is YOLOv5's val.py (score threshold 0.001, NMS IoU 0.6, multi-label: a box is
     ranked under every class above the threshold); multi_label=False scores what the node
-    publishes, one class per box.
+    publishes, one class per box. The Detector letterboxes each image to the model's input and
+    maps its boxes back, so scoring is in the image's own pixels; ignored boxes (crowd, VOC
+    difficult) are COCO crowd regions.
     """
-    detections, energies, seconds = [], [], 0.0
+    detections, gt, energies, seconds = [], [], [], 0.0
     for start in range(0, len(scenes), batch_size):
-        chunk = scenes[start:start + batch_size]
+        chunk = [_labelled(scenes[k]) for k in range(start, min(start + batch_size, len(scenes)))]
         began = time.perf_counter()
-        results = detector.detect([s.image for s in chunk], score_threshold, iou_threshold, 100,
-                                  multi_label=multi_label)
+        results = detector.detect([image for image, *_ in chunk], score_threshold, iou_threshold,
+                                  100, multi_label=multi_label)
         seconds += time.perf_counter() - began
         detections += [(r.boxes_xyxy, r.scores, r.class_ids) for r in results]
         energies += [r.energy for r in results if r.energy]
-    gt = [(s.boxes_xyxy, s.class_ids, s.image.shape[1], s.image.shape[0]) for s in scenes]
-    metrics = evaluate_detections(gt, detections, len(detector.names), detector.names)
+        gt += [(boxes, ids, image.shape[1], image.shape[0], ignore)
+               for image, boxes, ids, ignore in chunk]
+    class_names = list(names) if names is not None else detector.names
+    metrics = evaluate_detections(gt, detections, len(class_names), class_names)
     found = evaluate_detections(*any_class(gt, detections), num_classes=1)
     row = {"map50": metrics["map50"], "map50_95": metrics["map50_95"],
            **{f"map50_{size}": value for size, value in metrics["map50_by_size"].items()},
            "map50_any_class": found["map50"],
            "map50_small_any_class": found["map50_by_size"]["small"],
+           "per_class": metrics["per_class"],
            "ms_per_image": 1e3 * seconds / max(len(scenes), 1)}
     if energies:
         row |= asdict(FrameEnergy.mean(energies))
     return row
 
 
-def sweep(model_path: str, scenes: Sequence[Scene], configs: Sequence[RunConfig],
-          device: str = "cpu", progress=None, multi_label: bool = True,
-          backend: str = "torch") -> list[dict]:
+def sweep(model_path: str, scenes: LabelledImages, configs: Sequence[RunConfig],
+          device: str = "cpu", progress: Callable[[dict], None] | None = None,
+          multi_label: bool = True, backend: str = "torch",
+          names: Sequence[str] | None = None) -> list[dict]:
     """One evaluated row per configuration, each tagged with its settings and label; every
     configuration runs on `backend` (see Detector)."""
     rows = []
@@ -93,7 +138,29 @@ def sweep(model_path: str, scenes: Sequence[Scene], configs: Sequence[RunConfig]
         detector = Detector(model_path, device, config.engine, config.T, config.f_c,
                             coding=config.coding, backend=backend)
         rows.append({"label": config.label, **asdict(config),
-                     **evaluate(detector, scenes, multi_label=multi_label)})
+                     **evaluate(detector, scenes, multi_label=multi_label, names=names)})
+        if progress:
+            progress(rows[-1])
+    return rows
+
+
+def own_setting(detector: Detector) -> RunConfig:
+    """The SNN setting a model file runs with when nothing overrides it."""
+    return RunConfig("fused", detector.coding.kind, detector.T, detector.f_c)
+
+
+def compare(detectors: Sequence[Detector], scenes: LabelledImages,
+            progress: Callable[[dict], None] | None = None, multi_label: bool = True,
+            names: Sequence[str] | None = None) -> list[dict]:
+    """Rows for other SNN model files (e.g. quantisation-aware fine-tuned ones), each run as
+    loaded (its own T, f_c and coding), labelled with its file name; a table scores every row
+    against its ANN row, so the float ANN they came from stays the 1.000 reference."""
+    rows = []
+    for detector in detectors:
+        config = own_setting(detector)
+        rows.append({"label": f"{detector.model_path.name}: {config.label}", **asdict(config),
+                     "model": str(detector.model_path),
+                     **evaluate(detector, scenes, multi_label=multi_label, names=names)})
         if progress:
             progress(rows[-1])
     return rows
@@ -127,4 +194,20 @@ def size_table(rows: Sequence[dict], labels: Sequence[str] = ("ANN", "STDI T=4 f
         if r["label"] in labels:
             lines.append(f"| {r['label']} | " + " | ".join(
                 f"{r.get(f'map50_{key}', float('nan')):.4f}" for key in keys) + " |")
+    return "\n".join(lines)
+
+
+def per_class_table(rows: Sequence[dict], labels: Sequence[str]) -> str:
+    """AP@0.5 and AP@0.5:0.95 per class (classes with ground truth) for the named rows: which
+    classes the network finds, and which ones the conversion costs."""
+    chosen = [r for r in rows if r["label"] in labels]
+    if not chosen:
+        return ""
+    head = "| class | instances | " + " | ".join(
+        f"{r['label']} AP@0.5 | {r['label']} AP@0.5:0.95" for r in chosen) + " |"
+    lines = [head, "|---|---|" + "---|" * (2 * len(chosen))]
+    for name, first in chosen[0]["per_class"].items():
+        cells = [f"{r['per_class'][name]['map50']:.4f} | {r['per_class'][name]['map50_95']:.4f}"
+                 for r in chosen]
+        lines.append(f"| {name} | {first['instances']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

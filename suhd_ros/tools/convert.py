@@ -4,17 +4,29 @@ Examples:
   suhd-convert runs/train/best.safetensors --images calib/ -o models/my.safetensors
   suhd-convert yolov5n_relu.pt --images calib/ --timesteps 4 --compression 4 -o my.safetensors
   suhd-convert best.safetensors --synthetic 64 -o my.safetensors   # benchmark scenes
+  suhd-convert best.safetensors --data datasets/fruit/data.yaml -o my.safetensors
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from suhd_ros.conversion import ConversionSettings, convert, image_files, read_rgb
+import numpy as np
+
+from suhd_ros.conversion import (
+    ConversionSettings,
+    convert,
+    dataset_calibration,
+    image_files,
+    read_rgb,
+)
+from suhd_ros.datasets import open_dataset
 from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T
 from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
 
@@ -29,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--images", type=Path, help="folder of calibration images (png/jpg)")
     src.add_argument("--synthetic", type=int, metavar="N",
                      help="calibrate on N scenes of the built-in benchmark (validation split)")
+    src.add_argument("--data", type=Path,
+                     help="calibrate on your dataset (YOLO data.yaml or folder, COCO JSON or "
+                          "folder, VOC folder): --max-images images drawn from --split")
+    p.add_argument("--split", default="train",
+                   help="split of --data to draw calibration images from (default train)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the draw from --data (default 0)")
     p.add_argument("--max-images", type=int, default=256,
                    help="use at most this many calibration images (default 256)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
@@ -53,10 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _calibration_images(args: argparse.Namespace):
+def _calibration_images(args: argparse.Namespace) -> Iterator[np.ndarray]:
     if args.images is not None:
         files = image_files(args.images)[: args.max_images]
         return (read_rgb(f) for f in files)
+    if args.data is not None:
+        dataset = open_dataset(args.data, args.split)
+        dataset.report()
+        return dataset_calibration(dataset, args.max_images, args.seed)
     from suhd_ros.synthetic.scenes import SPLITS, generate_scene
 
     size = args.input_size or (320, 320)
@@ -66,6 +89,10 @@ def _calibration_images(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.basicConfig(format="suhd-convert: %(message)s", level=logging.WARNING)
+    if args.max_images < 1:
+        print("suhd-convert: error: --max-images must be at least 1", file=sys.stderr)
+        return 2
     settings = ConversionSettings(
         T=args.timesteps, f_c=1 if args.coding == "rate" else args.compression,
         coding=args.coding, half_start=args.half_start, percentile=args.percentile,
@@ -75,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always")
             out = convert(args.weights, _calibration_images(args), args.output, settings,
                           args.input_size, progress=not args.quiet)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:  # DatasetError is a ValueError
         print(f"suhd-convert: error: {e}", file=sys.stderr)
         return 2
     for warning in caught:  # one line each (e.g. the --allow-silu approximation), no source line

@@ -1,43 +1,71 @@
 """suhd-eval: COCO mAP of the ANN and of the SNN over T, f_c and codings, with spikes and energy.
 
-Writes docs/results/conversion.md (Markdown tables), results.json and plots (mAP, spikes and
-energy against T) from the fixed test split of the built-in benchmark. mAP is scored as YOLOv5's
-val.py scores it (multi-label); the ANN and the model file's setting are also scored as the node
-publishes (one class per box).
+Writes conversion.md (Markdown tables), results.json and plots (mAP, spikes and energy against
+T) from the fixed test split of the built-in benchmark (into docs/results), or from a split of
+your own dataset (--data: a YOLO data.yaml or folder, a COCO instances JSON or folder, a VOC
+folder; into runs/eval/<dataset>), with AP per class under the dataset's names. mAP is scored as
+YOLOv5's val.py scores it (multi-label); the ANN and the model file's setting are also scored as
+the node publishes (one class per box). --compare adds other SNN model files (e.g. fine-tuned
+with suhd-train --quantise), each at its own T / f_c / coding, against the ANN of --model.
 
 Examples:
   suhd-eval                                  # embedded model, 500 test images, full sweep
   suhd-eval --model my.safetensors --images 100 --quick
+  suhd-eval --model my.safetensors --data datasets/fruit/data.yaml --split val
+  suhd-eval --model snn.safetensors --compare qat_T4.safetensors qat_T2.safetensors --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from suhd_ros.datasets import DatasetError, ImageReadError, LabelledDataset, open_dataset
 from suhd_ros.detector import BACKENDS, Detector, DetectorError
 from suhd_ros.evaluation.sweep import (
+    LabelledImages,
     RunConfig,
+    SpreadSubset,
     benchmark_scenes,
+    compare,
     default_sweep,
     markdown_table,
+    own_setting,
+    per_class_table,
     size_table,
     sweep,
 )
-from suhd_ros.synthetic.scenes import BENCHMARK_SIZE
+from suhd_ros.synthetic.scenes import BENCHMARK_SIZE, CLASS_NAMES
+
+BENCHMARK_IMAGES = 500  # the test scenes docs/results is made from
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="suhd-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="", help="model file (default: the embedded model)")
-    p.add_argument("--images", type=int, default=500, help="test-split images (default 500)")
+    p.add_argument("--data", type=Path,
+                   help="your dataset (YOLO data.yaml or folder, COCO JSON or folder, VOC "
+                        "folder) instead of the built-in benchmark")
+    p.add_argument("--split", default="val", help="split of --data to score (default val)")
+    p.add_argument("--images", type=int,
+                   help=f"images to score (default: the benchmark's {BENCHMARK_IMAGES} test "
+                        "scenes, or every image of the --data split; fewer are spread evenly "
+                        "over the split)")
     p.add_argument("--scene-size", type=int, nargs=2, metavar=("H", "W"),
                    help="size of the test scenes (default: the benchmark's, 320 x 320)")
-    p.add_argument("--out", type=Path, default=Path("docs/results"), help="output folder")
-    p.add_argument("--quick", action="store_true", help="only the ANN and STDI T=4")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default docs/results, with --data runs/eval/<dataset>)")
+    p.add_argument("--quick", action="store_true",
+                   help="only the ANN and the model file's own setting, no sweep")
+    p.add_argument("--compare", nargs="+", default=[], metavar="MODEL",
+                   help="more SNN model files, each scored at its own T / f_c / coding beside "
+                        "the sweep (the ANN of --model stays the 1.000 reference)")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="run the networks in PyTorch (default) or as exported ONNX graphs")
@@ -57,7 +85,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
     ann = next((r for r in rows if r["engine"] == "ann"), None)
     families: dict[str, list[dict]] = {}
     for r in rows:
-        if r["engine"] != "ann":
+        if r["engine"] != "ann" and "model" not in r:  # --compare rows are single points
             families.setdefault(f"{r['coding'].upper()} f_c={r['f_c']}", []).append(r)
     ann_level = {"map50": ann["map50"] if ann else None, "spikes": None,
                  "energy_snn_j": next((r["energy_ann_j"] for r in rows if "energy_ann_j" in r),
@@ -91,13 +119,14 @@ def _print_row(row: dict) -> None:
     print(f"  {row['label']:24s} mAP@0.5 {row['map50']:.4f}  mAP@0.5:0.95 {row['map50_95']:.4f}")
 
 
-def write_report(out: Path, header: str, model_row: str, rows: list[dict],
-                 single: list[dict]) -> None:
+def write_report(out: Path, header: str, size_rows: Sequence[str], rows: list[dict],
+                 single: list[dict], per_class_rows: Sequence[str] = ()) -> None:
     """conversion.md and results.json: the sweep scored as YOLOv5 scores mAP, and the ANN and
-    the model file's setting scored as the node publishes."""
+    the model file's setting scored as the node publishes; AP per class for `per_class_rows`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
         {"yolov5_val": rows, "single_label": single}, indent=1))
+    per_class = per_class_table(rows, per_class_rows)
     (out / "conversion.md").write_text(
         f"{header}\n\n"
         "Scored as YOLOv5's val.py scores mAP: score threshold 0.001, NMS IoU 0.6, "
@@ -108,33 +137,132 @@ def write_report(out: Path, header: str, model_row: str, rows: list[dict],
         "mAP@0.5 by object size (COCO areas: small < 32x32 px, large > 96x96 px), and with "
         "classes ignored (any class: a box counts when it finds an object, whatever it names "
         "it), YOLOv5's protocol:\n\n"
-        f"{size_table(rows, ('ANN', 'STDI T=4 f_c=4', model_row))}\n")
+        f"{size_table(rows, size_rows)}\n"
+        + (f"\nAP per class, YOLOv5's protocol (classes with ground truth in the split):\n\n"
+           f"{per_class}\n" if per_class else ""))
+
+
+@dataclass(frozen=True)
+class ScoredImages:
+    """What suhd-eval scores: the labelled images, their class names, and how the report
+    describes them."""
+
+    images: LabelledImages
+    names: tuple[str, ...]
+    description: str
+    regenerate: str  # the command line that remakes the report
+    out: Path
+    dataset: LabelledDataset | None = None  # --data's split, whose bad records are reported
+
+
+def _dataset_name(path: Path) -> str:
+    """The folder that names a dataset: `fruit` for fruit/, fruit/data.yaml or
+    fruit/annotations/instances_val.json."""
+    folder = path.resolve() if path.is_dir() else path.resolve().parent
+    if folder.name == "annotations":
+        folder = folder.parent
+    return folder.name or "dataset"
+
+
+def _benchmark(args: argparse.Namespace) -> ScoredImages:
+    size = tuple(args.scene_size or BENCHMARK_SIZE)
+    count = args.images or BENCHMARK_IMAGES
+    scenes = benchmark_scenes(count, size)
+    return ScoredImages(scenes, CLASS_NAMES,
+                        f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
+                        f"{size[1]}x{size[0]} px.", f"suhd-eval --images {count}",
+                        args.out or Path("docs/results"))
+
+
+def _dataset(args: argparse.Namespace) -> ScoredImages:
+    """The --data split, capped at --images."""
+    dataset = open_dataset(args.data, args.split)
+    images = SpreadSubset(dataset, args.images or len(dataset))
+    subset = (f" spread evenly over its {len(dataset)}"
+              if len(images) < len(dataset) else "")
+    cap = f" --images {args.images}" if args.images else ""
+    return ScoredImages(
+        images, dataset.names,
+        f"{dataset.layout.upper()} dataset `{dataset.source}`, split `{args.split}`: "
+        f"{len(images)} images{subset}, letterboxed to the model's input as the node does and "
+        "scored in their own pixels. Crowd / difficult boxes are ignored as COCO ignores crowd "
+        "regions.", f"suhd-eval --model {args.model or '<model>'} --data {args.data} "
+        f"--split {args.split}{cap}", args.out or Path("runs/eval") / _dataset_name(args.data),
+        dataset)
+
+
+def _describe(dataset: LabelledDataset) -> None:
+    """Its bad records (as suhd-train reports them) and what it holds."""
+    dataset.report()
+    boxes = sum(len(r.class_ids) for r in dataset.records)
+    ignored = sum(int(r.ignore.sum()) for r in dataset.records)
+    print(f"suhd-eval: {dataset.source}: {len(dataset)} images, {boxes} boxes ({ignored} crowd "
+          f"/ difficult), {len(dataset.names)} classes")
+
+
+def check_names(model: Detector, names: Sequence[str], what: str) -> str | None:
+    """A DetectorError when the model's class count is not the data's (nothing to score); a
+    warning line when only the names differ (scored by class index, reported under the data's)."""
+    if len(model.names) != len(names):
+        raise DetectorError(f"{model.model_path.name} has {len(model.names)} classes, {what} "
+                            f"has {len(names)} ({', '.join(names)}): train or convert a model "
+                            "for these classes")
+    if list(model.names) != list(names):
+        return (f"{model.model_path.name} names its classes {', '.join(model.names)}; {what} "
+                f"names them {', '.join(names)}: scored by class index, reported under {what}'s "
+                "names")
+    return None
+
+
+def _run(args: argparse.Namespace) -> ScoredImages:
+    """Every row of the report, written to the output folder; its images."""
+    test = _dataset(args) if args.data is not None else _benchmark(args)
+    what = "the dataset" if args.data is not None else "the benchmark"
+    # an SNN file? (no spike statistics: probing the energy graph takes seconds)
+    model = Detector(args.model, args.device, "fused", statistics=False, backend=args.backend)
+    others = [Detector(path, args.device, "fused", backend=args.backend) for path in args.compare]
+    for detector in (model, *others):
+        warning = check_names(detector, test.names, what)
+        if warning:
+            print(f"suhd-eval: warning: {warning}", file=sys.stderr)
+    if test.dataset is not None:
+        _describe(test.dataset)
+    own = own_setting(model)
+    configs = [RunConfig("ann"), own] if args.quick else default_sweep()
+    configs += [] if own in configs else [own]
+    path, names = str(model.model_path), test.names
+    print(f"suhd-eval: {model.model_path.name}, {len(test.images)} images, {len(configs)} "
+          f"configurations{f' + {len(others)} compared' if others else ''}")
+    rows = sweep(path, test.images, configs, args.device, _print_row, backend=args.backend,
+                 names=names)
+    rows += compare(others, test.images, _print_row, names=names)
+    print("suhd-eval: as the node publishes (one class per box)")
+    single = sweep(path, test.images, [RunConfig("ann"), own], args.device, _print_row,
+                   multi_label=False, backend=args.backend, names=names)
+    single += compare(others, test.images, _print_row, multi_label=False, names=names)
+    compared = [r["label"] for r in rows if "model" in r]
+    write_report(test.out, f"# Conversion results: {model.model_path.name}\n\n"
+                 f"{test.description} The model file's own setting is {own.label}. "
+                 f"Regenerate with `{test.regenerate}`.",
+                 ("ANN", "STDI T=4 f_c=4", own.label, *compared), rows, single,
+                 ("ANN", own.label, *compared) if args.data is not None else ())
+    plot(rows, test.out)
+    print(markdown_table(rows))
+    return test
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.basicConfig(format="suhd-eval: %(message)s", level=logging.WARNING)
+    if args.images is not None and args.images < 1:
+        print("suhd-eval: error: --images must be at least 1", file=sys.stderr)
+        return 2
     try:
-        probe = Detector(args.model, args.device, "ann", backend=args.backend)
-    except DetectorError as e:
+        test = _run(args)
+    except (DetectorError, DatasetError, ImageReadError) as e:
         print(f"suhd-eval: error: {e}", file=sys.stderr)
         return 2
-    size = tuple(args.scene_size or BENCHMARK_SIZE)
-    configs = [RunConfig("ann"), RunConfig()] if args.quick else default_sweep()
-    scenes = benchmark_scenes(args.images, size)
-    model = str(probe.model_path)
-    print(f"suhd-eval: {probe.model_path.name}, {len(scenes)} test scenes {size[1]}x{size[0]}, "
-          f"{len(configs)} configurations")
-    rows = sweep(model, scenes, configs, args.device, progress=_print_row, backend=args.backend)
-    print("suhd-eval: as the node publishes (one class per box)")
-    single = sweep(model, scenes, [RunConfig("ann"), RunConfig(T=probe.T, f_c=probe.f_c)],
-                   args.device, progress=_print_row, multi_label=False, backend=args.backend)
-    model_row = f"STDI T={probe.T} f_c={probe.f_c}"  # the model file's own setting
-    write_report(args.out, f"# Conversion results: {probe.model_path.name}\n\n"
-                 f"Fixed test split of the built-in benchmark: {len(scenes)} scenes of "
-                 f"{size[1]}x{size[0]} px. The model file's own setting is {model_row}. "
-                 f"Regenerate with `suhd-eval --images {args.images}`.", model_row, rows, single)
-    plot(rows, args.out)
-    print(markdown_table(rows))
+    print(f"suhd-eval: wrote {test.out / 'conversion.md'}")
     return 0
 
 
