@@ -70,8 +70,13 @@ def test_a_checkpoint_of_another_network_or_no_checkpoint_is_one_line(silu_check
     not_a_checkpoint = tmp_path / "notes.pt"
     with zipfile.ZipFile(not_a_checkpoint, "w") as archive:
         archive.writestr("notes.txt", "hello")
+    yolov5_v4 = standin.build(nc=3)  # its description names a module this project lacks
+    yolov5_v4.yaml = {**yolov5_v4.yaml, "backbone": [[-1, 1, "Focus", [64, 3]],
+                                                     *yolov5_v4.yaml["backbone"][1:]]}
+    old_network = standin.save_checkpoint(tmp_path / "v4.pt", yolov5_v4)
     cases = [(["--size", "s"], silu_checkpoint, "belong to another network"),
-             ([], not_a_checkpoint, "not a torch.save archive")]
+             ([], not_a_checkpoint, "not a torch.save archive"),
+             ([], old_network, "its network cannot be built here")]
     for extra, weights, message in cases:
         argv = ["--init-weights", str(weights), "--out-dir", str(tmp_path / "run"), *extra]
         assert main(argv) == 2

@@ -198,8 +198,14 @@ def make_model(config: TrainConfig, names: Sequence[str]) -> YOLOv5:
     description = _description(config, len(names), init)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
-        model = YOLOv5.from_description(description, activation=config.activation,
-                                        names=list(names))
+        try:
+            model = YOLOv5.from_description(description, activation=config.activation,
+                                            names=list(names))
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            if init is None:
+                raise
+            raise ModelFileError(f"--init-weights {init.source}: its network cannot be built "
+                                 f"here ({type(e).__name__}: {str(e)[:160]})") from None
     if config.activation != "relu":
         LOG.warning("training a %s network: SUHD converts ReLU networks only (suhd-convert "
                     "would run it as ReLU, an approximation)", config.activation)
