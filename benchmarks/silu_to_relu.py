@@ -13,7 +13,7 @@ Each is scored on the same test scenes (YOLOv5's protocol, `suhd_ros.evaluation.
 ANN and as the SUHD SNN (T=4, the default model's conversion settings; the SiLU model converted
 with allow_silu, i.e. run as ReLU spikes, the approximation suhd-convert warns about).
 
-    .venv/bin/python benchmarks/silu_to_relu.py                  # about 30-40 min on 2 cores
+    .venv/bin/python benchmarks/silu_to_relu.py                  # about 35-60 min on 2 shared cores
     .venv/bin/python benchmarks/silu_to_relu.py --silu-epochs 2 --fine-tune-epochs 1 \
         --train-images 64 --test-scenes 32 --out-dir /tmp/silu_smoke     # a smoke run
 
@@ -45,11 +45,11 @@ SNN_SETTINGS = ConversionSettings(T=4, f_c=8, half_start=True, per_channel=True,
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--silu-epochs", type=int, default=10, help="N: SiLU training epochs")
-    p.add_argument("--fine-tune-epochs", type=int, default=5,
+    p.add_argument("--silu-epochs", type=int, default=8, help="N: SiLU training epochs")
+    p.add_argument("--fine-tune-epochs", type=int, default=4,
                    help="K: epochs of the ReLU fine-tuning and of the ReLU from scratch")
-    p.add_argument("--img-size", type=int, default=256, help="network input and scene side")
-    p.add_argument("--train-images", type=int, default=1000, help="scenes per epoch")
+    p.add_argument("--img-size", type=int, default=192, help="network input and scene side")
+    p.add_argument("--train-images", type=int, default=600, help="scenes per epoch")
     p.add_argument("--val-images", type=int, default=100, help="validation scenes per epoch")
     p.add_argument("--test-scenes", type=int, default=300)
     p.add_argument("--calibration-images", type=int, default=64)
@@ -97,9 +97,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.basicConfig(format="%(name)s: %(message)s", level=logging.INFO)
     runs = Path(args.runs)
+    # the default model's recipe (scripts/make_default_model.py: an optimiser step every 16
+    # images), with one epoch of warm-up since the runs are short
     base = TrainConfig(img_size=args.img_size, size="n", train_images=args.train_images,
                        val_images=args.val_images, workers=args.workers, threads=args.threads,
-                       progress=False)
+                       nominal_batch=16, warmup_epochs=1.0, warmup_min_iters=0, progress=False)
     n, k = args.silu_epochs, args.fine_tune_epochs
     silu_best, silu_s = _train(replace(base, out_dir=str(runs / "silu"), activation="silu",
                                        epochs=n))
@@ -124,7 +126,8 @@ def main() -> None:
     ]
     setting = {**{key: v for key, v in vars(args).items() if key not in ("runs", "out_dir")},
                "recipe": {key: v for key, v in asdict(base).items() if key in (
-                   "optimizer", "lr0", "lrf", "warmup_epochs", "batch_size", "nominal_batch")},
+                   "optimizer", "lr0", "lrf", "warmup_epochs", "warmup_min_iters", "batch_size",
+                   "nominal_batch")},
                "snn": asdict(SNN_SETTINGS), "test_split": "test", "protocol": "YOLOv5 val.py"}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
