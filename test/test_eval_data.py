@@ -150,7 +150,7 @@ def test_default_out_dir_is_not_docs_results(exported: dict[str, Path], model_pa
     monkeypatch.chdir(tmp_path)
     coco_json = exported["coco"] / "annotations" / "instances_test.json"
     assert main(["--model", str(model_path), "--data", str(coco_json), "--split", "test",
-                 "--quick", "--images", "2"]) == 0
+                 "--quick", "--images", "2", "--threads", "1"]) == 0
     results = json.loads((tmp_path / "runs/eval/coco/results.json").read_text())
     assert not (tmp_path / "docs").exists()
     assert "2 images spread evenly over its 4" in \

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from suhd_ros.conversion import (
     ConversionSettings,
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="convert a SiLU network, its SiLU layers run as ReLU spiking neurons: "
                         "an approximation the file records and the node states (accuracy "
                         "drops; fine-tuning as ReLU is the better route)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads of torch (default: torch's; 1 is steadiest on a shared "
+                        "machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -90,9 +94,13 @@ def _calibration_images(args: argparse.Namespace) -> Iterator[np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(format="suhd-convert: %(message)s", level=logging.WARNING)
-    if args.max_images < 1:
-        print("suhd-convert: error: --max-images must be at least 1", file=sys.stderr)
-        return 2
+    for name in ("max_images", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            print(f"suhd-convert: error: --{name.replace('_', '-')} must be at least 1",
+                  file=sys.stderr)
+            return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     settings = ConversionSettings(
         T=args.timesteps, f_c=1 if args.coding == "rate" else args.compression,
         coding=args.coding, half_start=args.half_start, percentile=args.percentile,

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from suhd_ros.datasets import DatasetError, ImageReadError, LabelledDataset, open_dataset
 from suhd_ros.detector import BACKENDS, Detector, DetectorError
 from suhd_ros.evaluation.sweep import (
@@ -69,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="run the networks in PyTorch (default) or as exported ONNX graphs")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads of torch (default: torch's; 1 is steadiest on a shared "
+                        "machine)")
     return p
 
 
@@ -178,17 +183,16 @@ def _dataset(args: argparse.Namespace) -> ScoredImages:
     """The --data split, capped at --images."""
     dataset = open_dataset(args.data, args.split)
     images = SpreadSubset(dataset, args.images or len(dataset))
-    subset = (f" spread evenly over its {len(dataset)}"
-              if len(images) < len(dataset) else "")
+    subset = f" spread evenly over its {len(dataset)}" if len(images) < len(dataset) else ""
     cap = f" --images {args.images}" if args.images else ""
-    return ScoredImages(
-        images, dataset.names,
-        f"{dataset.layout.upper()} dataset `{dataset.source}`, split `{args.split}`: "
-        f"{len(images)} images{subset}, letterboxed to the model's input as the node does and "
-        "scored in their own pixels. Crowd / difficult boxes are ignored as COCO ignores crowd "
-        "regions.", f"suhd-eval --model {args.model or '<model>'} --data {args.data} "
-        f"--split {args.split}{cap}", args.out or Path("runs/eval") / _dataset_name(args.data),
-        dataset)
+    description = (f"{dataset.layout.upper()} dataset `{dataset.source}`: {len(images)} "
+                   f"images{subset}, letterboxed to the model's input as the node does and scored "
+                   "in their own pixels. Crowd / difficult boxes are ignored as COCO ignores "
+                   "crowd regions.")
+    command = (f"suhd-eval --model {args.model or '<model>'} --data {args.data} "
+               f"--split {args.split}{cap}")
+    return ScoredImages(images, dataset.names, description, command,
+                        args.out or Path("runs/eval") / _dataset_name(args.data), dataset)
 
 
 def _describe(dataset: LabelledDataset) -> None:
@@ -216,11 +220,11 @@ def check_names(model: Detector, names: Sequence[str], what: str) -> str | None:
 
 def _run(args: argparse.Namespace) -> ScoredImages:
     """Every row of the report, written to the output folder; its images."""
-    test = _dataset(args) if args.data is not None else _benchmark(args)
-    what = "the dataset" if args.data is not None else "the benchmark"
     # an SNN file? (no spike statistics: probing the energy graph takes seconds)
     model = Detector(args.model, args.device, "fused", statistics=False, backend=args.backend)
     others = [Detector(path, args.device, "fused", backend=args.backend) for path in args.compare]
+    test = _dataset(args) if args.data is not None else _benchmark(args)
+    what = "the dataset" if args.data is not None else "the benchmark"
     for detector in (model, *others):
         warning = check_names(detector, test.names, what)
         if warning:
@@ -254,9 +258,12 @@ def _run(args: argparse.Namespace) -> ScoredImages:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(format="suhd-eval: %(message)s", level=logging.WARNING)
-    if args.images is not None and args.images < 1:
-        print("suhd-eval: error: --images must be at least 1", file=sys.stderr)
-        return 2
+    for name in ("images", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            print(f"suhd-eval: error: --{name} must be at least 1", file=sys.stderr)
+            return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         test = _run(args)
     except (DetectorError, DatasetError, ImageReadError) as e:
