@@ -30,8 +30,14 @@ TRACKERS: dict[str, str | None] = {
     "bytetrack": "ByteTrackTracker",
     "sort": "SORTTracker",
     "ocsort": "OCSORTTracker",
+    "botsort": "BoTSORTTracker",
+    "cbiou": "CBIoUTracker",
 }
 NO_ID = -1
+DEFAULT_TRACKER = "bytetrack"  # what tracker:=<on> means in the benchmark
+# Least score of the detections the tracker is given (ByteTrack's second association extends
+# tracks with boxes below track_threshold)
+TRACKER_INPUT_SCORE = 0.25
 DUPLICATE_IOU = 0.6  # a box overlapping a better one this much is the same object
 # The least score that starts a track (ByteTrack / OC-SORT: also the split between their first,
 # confident association and the second one that only extends tracks). The library's defaults
@@ -39,14 +45,16 @@ DUPLICATE_IOU = 0.6  # a box overlapping a better one this much is the same obje
 DEFAULT_TRACK_THRESHOLD = 0.4
 
 
-def _settings(kind: str, track_threshold: float) -> dict[str, Any]:
-    if kind == "sort":
-        return {"track_activation_threshold": track_threshold, "minimum_consecutive_frames": 2}
-    settings: dict[str, Any] = {"high_conf_det_threshold": track_threshold,
-                                "minimum_consecutive_frames": 2}
-    if kind == "bytetrack":
+def _settings(kind: str, track_threshold: float, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The library's keyword arguments: ours, then ``overrides`` (names of the library's)."""
+    settings: dict[str, Any] = {"minimum_consecutive_frames": 2}
+    if kind != "ocsort":
         settings["track_activation_threshold"] = track_threshold
-    return settings
+    if kind != "sort":
+        settings["high_conf_det_threshold"] = track_threshold
+    if kind == "botsort":
+        settings["enable_cmc"] = False  # camera motion compensation needs the image: not given
+    return settings | overrides
 
 
 class TrackingError(RuntimeError):
@@ -78,14 +86,15 @@ class ObjectTracker:
     """
 
     def __init__(self, kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
-                 frame_rate: float = 30.0, per_class: bool = True) -> None:
+                 frame_rate: float = 30.0, per_class: bool = True, **library: Any) -> None:
         self.kind = kind
         self.per_class = per_class
         tracker_class = _tracker_class(kind)
-        settings = _settings(kind, track_threshold)
+        settings = _settings(kind, track_threshold, library)
         self._new_tracker = lambda: tracker_class(frame_rate=frame_rate, **settings)
         self._trackers: dict[int, Any] = {}  # class (or 0 for all) -> library tracker
         self._ids: dict[tuple[int, int], int] = {}  # (class, library id) -> our ID
+        self._votes: dict[int, dict[int, float]] = {}  # our ID -> class -> summed score
         self._next_id = itertools.count()
         supervision = importlib.import_module("supervision")
         self._detections = supervision.Detections
@@ -116,8 +125,23 @@ class ObjectTracker:
                                     strict=True):
                 if local != NO_ID:
                     ids[index] = self._id(group, local)
+                    votes = self._votes.setdefault(int(ids[index]), {})
+                    votes[int(classes[index])] = (votes.get(int(classes[index]), 0.0)
+                                                  + float(confidence[index]))
             self._forget(group, tracker)
         return ids
+
+    def classes(self, ids: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+        """Each tracked detection's class by its track's vote (the class with the highest
+        summed score over the track's life): class-agnostic (per_class=False), a class flip
+        of the detector keeps the track, and this keeps the class published for it stable.
+        Untracked ones keep their own."""
+        voted = np.asarray(class_ids, np.int64).copy()
+        for index, track_id in enumerate(np.asarray(ids).tolist()):
+            votes = self._votes.get(track_id)
+            if votes:
+                voted[index] = max(votes, key=votes.__getitem__)
+        return voted
 
     def _id(self, group: int, local: int) -> int:
         key = (group, local)
@@ -129,7 +153,8 @@ class ObjectTracker:
         """Keep the tracker and the IDs of its tracks only while it has tracks."""
         alive = {t.tracker_id for t in tracker.tracks}
         for key in [k for k in self._ids if k[0] == group and k[1] not in alive]:
-            del self._ids[key]
+            gone = self._ids.pop(key)
+            self._votes.pop(gone, None)
         if tracker.tracks:
             self._trackers[group] = tracker
         else:
@@ -149,8 +174,10 @@ class ObjectTracker:
 
 
 def make_tracker(kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
-                 frame_rate: float = 30.0, per_class: bool = True) -> ObjectTracker | None:
-    """An ObjectTracker, or None for "none"; TrackingError for an unknown or missing one."""
+                 frame_rate: float = 30.0, per_class: bool = True,
+                 **library: Any) -> ObjectTracker | None:
+    """An ObjectTracker, or None for "none"; TrackingError for an unknown or missing one.
+    ``library``: more keyword arguments of the library's tracker (the benchmark's sweeps)."""
     if kind == "none":
         return None
-    return ObjectTracker(kind, track_threshold, frame_rate, per_class)
+    return ObjectTracker(kind, track_threshold, frame_rate, per_class, **library)

@@ -104,3 +104,18 @@ def test_ids_are_unique_across_classes_and_a_class_flip_starts_a_new_track() -> 
     for _ in range(3):
         flipped = tracker.update(box, np.array([0.9, 0.9]), np.array([0, 2]))
     assert flipped[0] == ids[0] and flipped[1] not in (NO_ID, ids[1])
+
+
+def test_class_agnostic_a_flip_keeps_the_track_and_the_vote_keeps_its_class() -> None:
+    tracker = make_tracker("bytetrack", per_class=False)
+    box = np.array([[10.0, 10, 60, 60]])
+    for class_id in [3, 3, 3, 3, 5, 5]:
+        ids = tracker.update(box, np.array([0.9]), np.array([class_id]))
+        if class_id == 3:
+            first = ids[0]
+    assert ids[0] == first != NO_ID
+    assert tracker.classes(ids, np.array([5]))[0] == 3  # seen as 3 more often
+    for _ in range(2):
+        ids = tracker.update(box, np.array([0.9]), np.array([5]))
+    assert tracker.classes(ids, np.array([5]))[0] == 5
+    assert tracker.classes(np.array([NO_ID]), np.array([7]))[0] == 7  # untracked: its own

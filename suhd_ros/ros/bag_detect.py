@@ -6,12 +6,20 @@ written at the image's bag time with the image's header. Time is the bag's: /dia
 once per second of recording, figured over bag time, and holds no wall-clock figures (no
 latency), so a run is deterministic. Detections on frames whose header matches a ground-truth
 message are scored with the project's COCO mAP (suhd_ros/evaluation/coco.py).
+
+Tracking and 3D, as the node: a tracker per camera fills Detection2D.id; a camera with a depth
+image topic and a camera_info topic (named, or found next to its image topic: see
+find_depth_topics) also gets detections_3d and markers, under the colour image's header. Its
+depth is matched by stamp within ``depth_window_ms`` (the node's StampQueue), and since a
+recorder may log a depth image a little after its colour frame, a colour frame waits until the
+bag's time has passed its own by that window before it is detected.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,7 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
-from suhd_ros.detector import Detector
+from suhd_ros.detector import Detector, FrameResult
 from suhd_ros.evaluation.coco import Detections, GroundTruth, evaluate_detections
 from suhd_ros.frame_statistics import CameraStatistics, FrameStatistics, InferenceErrors
 from suhd_ros.ros import diagnostics
@@ -44,9 +52,12 @@ from suhd_ros.ros.conversions import (
     rgb_to_image,
     stamp_ns,
 )
+from suhd_ros.ros.depth_inputs import DepthInputs, detections_3d_to_msg
 from suhd_ros.ros.detector_node import camera_keys
 from suhd_ros.ros.image_encoding import ImageDecodeError
+from suhd_ros.ros.markers import MarkerSet
 from suhd_ros.ros.overlay import draw_detections
+from suhd_ros.tracking import DEFAULT_TRACK_THRESHOLD, NO_ID, ObjectTracker, make_tracker
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -54,6 +65,9 @@ IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 DETECTIONS = "vision_msgs/msg/Detection2DArray"
 LABEL_INFO = "vision_msgs/msg/LabelInfo"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+DETECTIONS_3D = "vision_msgs/msg/Detection3DArray"
+MARKERS = "visualization_msgs/msg/MarkerArray"
 OVERLAYS = ("none", "raw", "compressed")
 NODE_NAME = "suhd_bag"
 DIAGNOSTICS_PERIOD_NS = 1_000_000_000  # the node's 1 Hz, in bag time
@@ -77,6 +91,14 @@ class BagSettings:
     max_detections: int = 100
     classes: tuple[int, ...] = ()
     energy_every_n: int = 10
+    tracker: str = "none"  # one of tracking.TRACKERS
+    track_threshold: float = DEFAULT_TRACK_THRESHOLD
+    track_per_class: bool = True
+    # per image topic, in its order: the depth image and camera_info topics ("": no 3D)
+    depth_topics: tuple[str, ...] = ()
+    camera_info_topics: tuple[str, ...] = ()
+    depth_window_ms: float = 20.0
+    depth_queue: int = 10
 
 
 @dataclass
@@ -115,11 +137,64 @@ class _Camera:
     prefix: str  # of its output topics, ending in "/"
     statistics: CameraStatistics = field(default_factory=CameraStatistics)
     labelled: bool = False  # LabelInfo written
+    tracker: ObjectTracker | None = None
+    depth_topic: str = ""
+    camera_info_topic: str = ""
+    depth: DepthInputs | None = None  # with depth_topic and camera_info_topic
+    markers: MarkerSet = field(default_factory=MarkerSet)
 
 
 def image_topics(reader: BagReader) -> list[str]:
-    """The bag's topics of an image type, sorted."""
-    return sorted(t for t, msgtype in reader.topic_types().items() if msgtype in IMAGE_TYPES)
+    """The bag's topics of an image type, sorted, but for depth images (named "depth"), which
+    are not the detector's input."""
+    return sorted(t for t, msgtype in reader.topic_types().items()
+                  if msgtype in IMAGE_TYPES and "depth" not in t.lower())
+
+
+def _image_namespace(topic: str) -> str:
+    """The namespace of an image topic's camera: "/cam/color/image_raw/compressed" ->
+    "/cam/color"."""
+    return topic.removesuffix("/compressed").rpartition("/")[0]
+
+
+def _nearest_topics(topics: list[str], image_topic: str) -> list[str]:
+    """The topics sharing the most leading name segments with the image topic's namespace
+    (a camera's depth and camera_info sit next to its image: /cam/color/camera_info,
+    /cam/aligned_depth_to_color/image_raw)."""
+    base = [s for s in _image_namespace(image_topic).split("/") if s]
+
+    def shared(topic: str) -> int:
+        count = 0
+        for a, b in zip(base, [s for s in topic.split("/") if s], strict=False):
+            if a != b:
+                break
+            count += 1
+        return count
+
+    best = max((shared(t) for t in topics), default=-1)
+    return [t for t in topics if shared(t) == best]
+
+
+def find_depth_topics(reader: BagReader, image_topic: str) -> tuple[str, str]:
+    """(depth image topic, camera_info topic) for an image topic, ("", "") when the bag has
+    none: the Image topics with "depth" in their name and the CameraInfo topics, nearest to
+    the image topic's namespace; among depth images an "aligned" one is preferred (it is in
+    the colour image's pixels, which locating a box needs). BagError when that still leaves
+    more than one: the user names them."""
+    types = reader.topic_types()
+    depth = [t for t, m in types.items() if m == IMAGE and "depth" in t.lower()]
+    infos = [t for t, m in types.items() if m == CAMERA_INFO]
+    if not depth or not infos:
+        return "", ""
+    depth = _nearest_topics(depth, image_topic)
+    depth = [t for t in depth if "aligned" in t.lower()] or depth
+    infos = _nearest_topics(infos, image_topic)
+    for kind, found in (("depth image", depth), ("camera_info", infos)):
+        if len(found) > 1:
+            raise BagError(f"{reader.path}: {len(found)} {kind} topics could belong to "
+                           f"{image_topic} ({', '.join(sorted(found))}): choose with "
+                           f"--{'depth' if kind == 'depth image' else 'camera-info'}-topic")
+    return depth[0], infos[0]
 
 
 def check_topics(reader: BagReader, settings: BagSettings) -> None:
@@ -127,6 +202,8 @@ def check_topics(reader: BagReader, settings: BagSettings) -> None:
     types = reader.topic_types()
     wanted = [(t, IMAGE_TYPES) for t in settings.image_topics]
     wanted += [(t, (DETECTIONS,)) for t in settings.ground_truth]
+    wanted += [(t, (IMAGE,)) for t in settings.depth_topics if t]
+    wanted += [(t, (CAMERA_INFO,)) for t in settings.camera_info_topics if t]
     for topic, allowed in wanted:
         if topic not in types:
             raise BagError(f"{reader.path}: no topic {topic} (image topics there: "
@@ -150,8 +227,22 @@ def _cameras(settings: BagSettings) -> list[_Camera]:
     topics = list(settings.image_topics)
     keys = [""] if len(topics) == 1 else camera_keys(topics)
     base = _namespace(settings)
-    return [_Camera(topic, key, f"{base}/{key}/" if key else f"{base}/")
-            for topic, key in zip(topics, keys, strict=True)]
+    depth = settings.depth_topics or ("",) * len(topics)
+    infos = settings.camera_info_topics or ("",) * len(topics)
+    if not len(depth) == len(infos) == len(topics):
+        raise BagError(f"{len(topics)} image topics but {len(depth)} depth and {len(infos)} "
+                       "camera_info topics: give one of each per image topic")
+    cameras = []
+    for topic, key, depth_topic, info_topic in zip(topics, keys, depth, infos, strict=True):
+        camera = _Camera(topic, key, f"{base}/{key}/" if key else f"{base}/",
+                         tracker=make_tracker(settings.tracker, settings.track_threshold,
+                                              per_class=settings.track_per_class),
+                         depth_topic=depth_topic, camera_info_topic=info_topic)
+        if depth_topic and info_topic:
+            camera.depth = DepthInputs(settings.depth_queue,
+                                       round(settings.depth_window_ms * 1e6))
+        cameras.append(camera)
+    return cameras
 
 
 class BagDetection:
@@ -183,6 +274,9 @@ class BagDetection:
         for camera in self.cameras.values():
             outputs += [(f"{camera.prefix}detections", DETECTIONS, OUTPUT_QOS),
                         (f"{camera.prefix}label_info", LABEL_INFO, LABEL_QOS)]
+            if camera.depth is not None:
+                outputs += [(f"{camera.prefix}detections_3d", DETECTIONS_3D, OUTPUT_QOS),
+                            (f"{camera.prefix}markers", MARKERS, OUTPUT_QOS)]
             if self.settings.overlay != "none":
                 overlay_type = COMPRESSED_IMAGE if self.settings.overlay == "compressed" else IMAGE
                 outputs.append((self._overlay_topic(camera), overlay_type, OUTPUT_QOS))
@@ -216,20 +310,30 @@ class BagDetection:
         """Every message in bag order until the end or ``stop``; the summary, scored when
         ground truth was asked for."""
         started = time.perf_counter()
-        topics = set(self.settings.image_topics) | set(self.settings.ground_truth) | self._copied
+        depth = {c.depth_topic: c for c in self.cameras.values() if c.depth is not None}
+        infos = {c.camera_info_topic: c for c in self.cameras.values() if c.depth is not None}
+        topics = (set(self.settings.image_topics) | set(self.settings.ground_truth)
+                  | self._copied | set(depth) | set(infos))
+        # colour frames waiting for the depth logged up to the window after them
+        wait_ns = round(self.settings.depth_window_ms * 1e6) if depth else -1
+        pending: deque[tuple[_Camera, str, int, bytes]] = deque()
         for connection, log_ns, data in self.reader.messages(sorted(topics)):
+            while pending and pending[0][2] + wait_ns < log_ns:
+                self._image(*pending.popleft(), progress)
             if connection.topic in self._copied:
                 self.writer.write_raw(connection.topic, log_ns, data)
                 self.summary.copied += 1
             if connection.topic in self.cameras:
-                self._image(self.cameras[connection.topic], connection.msgtype, log_ns, data)
-                if progress:
-                    progress()
+                pending.append((self.cameras[connection.topic], connection.msgtype, log_ns,
+                                data))
             elif connection.topic in self.settings.ground_truth:
                 self._ground_truth(connection.topic, log_ns, data)
+            self._side_input(connection.topic, connection.msgtype, log_ns, data, depth, infos)
             if stop is not None and stop.is_set():
                 self.summary.interrupted = True
                 break
+        while pending:
+            self._image(*pending.popleft(), progress)
         if self._next_report_ns is not None:  # the frames since the last tick: always some
             self._diagnostics(self._next_report_ns)
         self.summary.wall_s = time.perf_counter() - started
@@ -237,7 +341,23 @@ class BagDetection:
             self._score()
         return self.summary
 
-    def _image(self, camera: _Camera, msgtype: str, log_ns: int, data: bytes) -> None:
+    def _side_input(self, topic: str, msgtype: str, log_ns: int, data: bytes,
+                    depth: dict[str, _Camera], infos: dict[str, _Camera]) -> None:
+        """A depth image or camera_info into its camera's queues."""
+        if topic in depth:
+            depth[topic].depth.on_depth(decode(data, msgtype, f"{self.reader.path}: {topic} "
+                                               f"at {log_ns} ns"))
+        if topic in infos:
+            infos[topic].depth.on_info(decode(data, msgtype, f"{self.reader.path}: {topic} "
+                                              f"at {log_ns} ns"))
+
+    def _image(self, camera: _Camera, msgtype: str, log_ns: int, data: bytes,
+               progress: Callable[[], Any] | None = None) -> None:
+        self._one_image(camera, msgtype, log_ns, data)
+        if progress:
+            progress()
+
+    def _one_image(self, camera: _Camera, msgtype: str, log_ns: int, data: bytes) -> None:
         self._tick(log_ns)
         msg = decode(data, msgtype, f"{self.reader.path}: {camera.topic} at {log_ns} ns")
         camera.statistics.receive(log_ns / 1e9)
@@ -261,11 +381,17 @@ class BagDetection:
             [rgb], score_threshold=s.score_threshold, iou_threshold=s.iou_threshold,
             max_detections=s.max_detections, classes=list(s.classes) or None,
             count_spikes=self._statistics.count_spikes(s.energy_every_n))[0]
+        track_ids = (camera.tracker.update(result.boxes_xyxy, result.scores, result.class_ids)
+                     if camera.tracker is not None
+                     else np.full(len(result.scores), NO_ID)).tolist()
+        ids = [str(t) if t != NO_ID else "" for t in track_ids]
         self.writer.write(f"{camera.prefix}detections", log_ns, detections_to_msg(
-            header, result.boxes_xyxy, result.scores, result.class_ids))
+            header, result.boxes_xyxy, result.scores, result.class_ids, ids))
+        if camera.depth is not None:
+            self._write_3d(camera, header, log_ns, rgb.shape, result, track_ids)
         if s.overlay != "none":
             image = draw_detections(rgb, result.boxes_xyxy, result.scores, result.class_ids,
-                                    self.detector.names)
+                                    self.detector.names, track_ids=track_ids)
             overlay = (rgb_to_compressed(image, header) if s.overlay == "compressed"
                        else rgb_to_image(image, header))
             self.writer.write(self._overlay_topic(camera), log_ns, overlay)
@@ -276,6 +402,21 @@ class BagDetection:
         key = (header.frame_id, stamp_ns(header))
         self._detections[key] = ((result.boxes_xyxy, result.scores, result.class_ids),
                                  rgb.shape[1], rgb.shape[0])
+
+    def _write_3d(self, camera: _Camera, header: Header, log_ns: int, shape: tuple[int, ...],
+                  result: FrameResult, track_ids: list[int]) -> None:
+        """detections_3d and markers under the colour image's header (the node's _publish_3d);
+        a frame without matching depth or camera_info has none located (counted in the 3D
+        diagnostics, whose message says why)."""
+        assert camera.depth is not None
+        boxes = camera.depth.locate(header, (shape[1], shape[0]), result.boxes_xyxy)
+        if boxes is None:
+            boxes = [None] * len(track_ids)
+        ids = [str(t) if t != NO_ID else "" for t in track_ids]
+        self.writer.write(f"{camera.prefix}detections_3d", log_ns, detections_3d_to_msg(
+            header, boxes, result.scores, result.class_ids, ids))
+        self.writer.write(f"{camera.prefix}markers", log_ns, camera.markers.update(
+            header, boxes, result.class_ids, track_ids, self.detector.names))
 
     def _ground_truth(self, topic: str, log_ns: int, data: bytes) -> None:
         msg: Detection2DArray = decode(data, DETECTIONS, f"{self.reader.path}: {topic} at "
@@ -302,6 +443,9 @@ class BagDetection:
             report = camera.statistics.report(now, period_s)
             statuses += diagnostics.camera_statuses(self.node, camera.key, camera.topic, report,
                                                     True, True)
+            if camera.depth is not None:
+                statuses.append(camera.depth.status(
+                    diagnostics.status_name(self.node, "3D", camera.key), camera.depth_topic))
         name = partial(diagnostics.status_name, self.node)
         statuses += [
             diagnostics.model_status(name("device and model"), self.detector, self._model_path,

@@ -47,6 +47,23 @@ def depth_image_to_metres(msg: Image) -> np.ndarray:
     return depth_in_metres(rows.copy().view(dtype.newbyteorder(byte_order)).astype(dtype))
 
 
+def depth_to_image(depth_mm: np.ndarray, header: Header) -> Image:
+    """A 16UC1 depth Image (little-endian millimetres, 0 = no value), as a depth camera
+    publishes it."""
+    height, width = depth_mm.shape
+    return Image(header=header, height=height, width=width, encoding="16UC1", is_bigendian=0,
+                 step=2 * width, data=np.ascontiguousarray(depth_mm, "<u2").tobytes())
+
+
+def camera_info_msg(k: Intrinsics, header: Header) -> CameraInfo:
+    """The CameraInfo of an ideal pinhole camera (no distortion, P = [K | 0])."""
+    matrix = k.k()
+    return CameraInfo(header=header, width=k.width, height=k.height,
+                      distortion_model="plumb_bob", d=[0.0] * 5, k=matrix,
+                      r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[*matrix[:3], 0.0, *matrix[3:6], 0.0, *matrix[6:], 0.0])
+
+
 def intrinsics_from_info(info: CameraInfo) -> Intrinsics:
     """The pinhole intrinsics of a CameraInfo; GeometryError for an uncalibrated one."""
     return Intrinsics.from_k(list(info.k), info.width, info.height)

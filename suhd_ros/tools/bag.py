@@ -6,10 +6,17 @@ every encoding the node decodes, and CompressedImage (JPEG, PNG). Writes OUT (MC
 /overlay (--overlay raw|compressed) and /diagnostics with the energy figures, at the input's
 bag times with the input's headers. No ROS needs to run. Needs requirements/bags.txt.
 
+--tracker fills each detection's id with a track id (requirements/tracking.txt). Where the bag
+has a depth image (aligned to the colour image, 16UC1 mm or 32FC1 m) and a camera_info topic
+for a camera, named with --depth-topic / --camera-info-topic or found next to its image topic,
+OUT also holds <namespace>/detections_3d and /markers, framed and stamped like the image.
+
 Examples:
   suhd-bag recording/ -o detected/ --image-topic /camera/image_raw --overlay compressed
   suhd-bag recording.mcap -o detected/ --image-topic /camera/image_raw --copy-input
   suhd-bag --synthetic 100 -o scenes/                     # the synthetic camera, no ROS
+  suhd-bag --synthetic 100 --motion -o moving/            # moving, with depth and camera_info
+  suhd-bag moving/ -o tracked/ --image-topic /image --tracker bytetrack   # + ids and 3D
   suhd-bag scenes/ -o detected/ --image-topic /image --ground-truth /image/ground_truth
 
 Ctrl-C stops after the current frame and leaves OUT complete with the frames done so far (a
@@ -37,10 +44,12 @@ from suhd_ros.ros.bag_detect import (
     BagSettings,
     BagSummary,
     check_topics,
+    find_depth_topics,
     image_topics,
 )
 from suhd_ros.ros.bag_io import STORAGES, BagError, BagReader, BagWriter
 from suhd_ros.ros.bag_synthetic import ENCODINGS, SyntheticSettings, write_synthetic
+from suhd_ros.tracking import DEFAULT_TRACK_THRESHOLD, TRACKERS, TrackingError
 
 PROG = "suhd-bag"
 INTERRUPTED = 130
@@ -80,6 +89,21 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--classes", type=int, nargs="*", default=[], help="class ids to keep")
     node.add_argument("--energy-every-n", type=int, default=10,
                       help="count spikes and energy on one frame in n (0 = never)")
+    node.add_argument("--tracker", choices=list(TRACKERS), default="none",
+                      help="track ids in Detection2D.id, the 3D detections and the markers")
+    node.add_argument("--track-threshold", type=float, default=DEFAULT_TRACK_THRESHOLD,
+                      help="least score that starts a track")
+    node.add_argument("--track-per-class", action=argparse.BooleanOptionalAction, default=True,
+                      help="one tracker per class (the node's track_per_class)")
+    node.add_argument("--depth-topic", action="append", default=[], metavar="TOPIC",
+                      help="aligned depth image of each --image-topic, in order (default: "
+                      "found next to it)")
+    node.add_argument("--camera-info-topic", action="append", default=[], metavar="TOPIC",
+                      help="camera_info of each --image-topic, in order (default: found next "
+                      "to it)")
+    node.add_argument("--no-depth", action="store_true", help="no 3D even where depth is found")
+    node.add_argument("--depth-window-ms", type=float, default=20.0,
+                      help="largest stamp difference between a colour frame and its depth")
     camera = p.add_argument_group("--synthetic N: write the synthetic camera's N scenes and "
                                   "ground truth to OUT instead (image topic default /image)")
     camera.add_argument("--synthetic", type=int, metavar="N")
@@ -90,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     camera.add_argument("--rate", type=float, default=10.0, help="frames per second")
     camera.add_argument("--seed", type=int, default=SyntheticSettings.seed,
                         help="of the first scene (default: the camera's, %(default)s)")
+    camera.add_argument("--motion", action="store_true",
+                        help="one moving sequence with depth/image, camera_info, ids in the "
+                        "truth and 3D truth (<topic>/ground_truth_3d)")
     return p
 
 
@@ -111,12 +138,16 @@ def _first_interrupt_sets(stop: threading.Event) -> Iterator[None]:
 def _synthetic(args: argparse.Namespace) -> int:
     topic = args.image_topic[0] if args.image_topic else "/image"
     settings = SyntheticSettings(args.synthetic, topic, args.width, args.height, args.encoding,
-                                 args.rate, args.seed)
+                                 args.rate, args.seed, motion=args.motion)
     with tqdm(total=args.synthetic, unit="frame", disable=args.quiet) as bar, \
             BagWriter(args.output, args.storage) as writer:
         write_synthetic(writer, settings, bar.update)
-    print(f"{PROG}: {args.synthetic} scenes on {settings.image_topic}, ground truth on "
-          f"{settings.truth_topic} -> {args.output}")
+    extra = (f", depth on {settings.depth_topic}, camera_info on "
+             f"{settings.camera_info_topic}, 3D truth on {settings.truth_3d_topic}"
+             if args.motion else "")
+    print(f"{PROG}: {args.synthetic} {'frames' if args.motion else 'scenes'} on "
+          f"{settings.image_topic}, ground truth on {settings.truth_topic}{extra} -> "
+          f"{args.output}")
     return 0
 
 
@@ -128,12 +159,31 @@ def _settings(args: argparse.Namespace, reader: BagReader) -> BagSettings:
             raise BagError(f"{reader.path}: holds {len(found)} image topics "
                            f"({', '.join(found) or 'none'}): choose with --image-topic")
         topics = found
+    depth, infos = _depth_topics(args, reader, topics)
     settings = BagSettings(tuple(topics), tuple(args.ground_truth), args.namespace,
                            args.overlay, args.copy_input, args.score_threshold,
                            args.iou_threshold, args.max_detections, tuple(args.classes),
-                           args.energy_every_n)
+                           args.energy_every_n, args.tracker, args.track_threshold,
+                           args.track_per_class, depth, infos, args.depth_window_ms)
     check_topics(reader, settings)  # before the model loads: bad input fails at once
     return settings
+
+
+def _depth_topics(args: argparse.Namespace, reader: BagReader, topics: list[str]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Per image topic, its depth and camera_info topics: named, else found ("": no 3D)."""
+    if args.no_depth:
+        return (), ()
+    for option, named in (("--depth-topic", args.depth_topic),
+                          ("--camera-info-topic", args.camera_info_topic)):
+        if named and len(named) != len(topics):
+            raise BagError(f"{len(topics)} image topics but {len(named)} {option}: give one "
+                           "per image topic, in the same order")
+    if args.depth_topic and args.camera_info_topic:
+        return tuple(args.depth_topic), tuple(args.camera_info_topic)
+    found = [find_depth_topics(reader, t) for t in topics]
+    return (tuple(args.depth_topic) or tuple(d for d, _ in found),
+            tuple(args.camera_info_topic) or tuple(i for _, i in found))
 
 
 def _report(summary: BagSummary, output: Path) -> None:
@@ -181,6 +231,8 @@ def _out_of_range(args: argparse.Namespace) -> str | None:
     for name in ("score_threshold", "iou_threshold"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             return f"--{name.replace('_', '-')} must be within [0, 1]"
+    if not 0.0 <= args.track_threshold <= 1.0 or args.depth_window_ms < 0:
+        return "--track-threshold must be within [0, 1], --depth-window-ms at least 0"
     if args.max_detections < 1 or args.energy_every_n < 0 or args.threads < 0:
         return "--max-detections must be at least 1, --energy-every-n and --threads at least 0"
     if any(k < 0 for k in args.classes):
@@ -197,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(problem)
     try:
         return _synthetic(args) if args.synthetic is not None else _detect(args)
-    except (BagError, DetectorError, ValueError, OSError) as exc:
+    except (BagError, DetectorError, TrackingError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # before or after the frame loop, or a second Ctrl-C in it
