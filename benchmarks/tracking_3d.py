@@ -14,7 +14,12 @@ run through the Detector (the default model, fused engine, no spike counting). T
   (DepthInputs.locate with the depth Image decoded, Detection3DArray and MarkerArray built);
   p50 / p95 over the frames, one thread (CPU noise from other processes shows in p95).
 
-  .venv/bin/python benchmarks/tracking_3d.py --frames 1000
+The detector's boxes are cached per sequence with --cache DIR (down to score CACHE_SCORE; a
+threshold is then a filter, the same as detecting at it): benchmarks/tracking_sweep.py replays
+the validation sequences' caches to choose the tracker settings; this script's seed 2026 is
+the test sequence, never used for choosing.
+
+  .venv/bin/python benchmarks/tracking_3d.py --frames 1000 --cache /tmp/tracking-cache
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ from suhd_ros.tracking import (
     DEFAULT_TRACK_THRESHOLD,
     DEFAULT_TRACKER,
     NO_ID,
-    TRACKER_INPUT_SCORE,
     TRACKERS,
     make_tracker,
 )
@@ -299,10 +303,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--score-threshold", type=float, default=0.25,
                    help="the node's: detections published (and located in 3D)")
-    p.add_argument("--trackers", nargs="+", default=[k for k in TRACKERS if k != "none"])
+    p.add_argument("--trackers", nargs="+",
+                   default=[DEFAULT_TRACKER, *(k for k in TRACKERS if k not in ("none",
+                                                                              DEFAULT_TRACKER))])
     p.add_argument("--track-threshold", type=float, default=DEFAULT_TRACK_THRESHOLD)
-    p.add_argument("--tracker-input", type=float, default=TRACKER_INPUT_SCORE,
-                   help="least score of the detections the tracker is given")
+    p.add_argument("--tracker-input", type=float, default=None,
+                   help="least score of the detections the tracker is given (default: "
+                   "--score-threshold, as the node gives it what it publishes)")
     p.add_argument("--class-agnostic", action="store_true",
                    help="one tracker for all classes (the node's track_per_class:=false)")
     args = p.parse_args()
@@ -311,6 +318,8 @@ def main() -> None:
     print("\n".join(lines))
     oracle = [(t.boxes_xyxy, np.full(len(t.boxes_xyxy), 0.9, np.float32), t.class_ids)
               for t in truth]
+    args.tracker_input = args.score_threshold if args.tracker_input is None else \
+        args.tracker_input
     given = [above(d, args.tracker_input) for d in found]
 
     print(f"\nTracking (motmetrics, IoU >= 0.5), "

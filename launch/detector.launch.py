@@ -72,8 +72,9 @@ def generate_launch_description():
             description="namespace of the detector: outputs go to /<namespace>/detections, ..."),
         DeclareLaunchArgument(
             "tracker", default_value="none",
-            description="none, bytetrack, sort or ocsort: track ids in Detection2D.id, "
-                        "detections_3d, markers and the overlay (requirements/tracking.txt)"),
+            description="none, ocsort (the best on the validation sequences), bytetrack, "
+                        "cbiou, botsort or sort: track ids in Detection2D.id, detections_3d, "
+                        "markers and the overlay (requirements/tracking.txt)"),
         DeclareLaunchArgument(
             "depth", default_value="false",
             description="3D: subscribe to the depth image and camera_info and publish "

@@ -18,11 +18,13 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from test_depth_inputs import _compressed_depth
 
 from suhd_ros.detector import Detector
 from suhd_ros.geometry import Intrinsics, box_to_3d, depth_in_metres
 from suhd_ros.ros.bag_detect import (
     CAMERA_INFO,
+    COMPRESSED_IMAGE,
     IMAGE,
     BagDetection,
     BagSettings,
@@ -168,13 +170,16 @@ def test_track_ids_are_the_trackers_and_last_across_frames(tracked_bag: Path) ->
     assert frames_of and max(frames_of.values()) >= FRAMES - 2  # an id kept frame after frame
 
 
-def test_a_depth_image_logged_after_its_colour_frame_is_matched(model_path: Path,
-                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_depth_image_logged_after_its_colour_frame_is_matched(
+        compressed: bool, model_path: Path, tmp_path: Path) -> None:
     """A recorder logs the depth image a few ms after its colour frame: the colour frame waits
-    for it (the window), so each frame has its 3D detections."""
+    for it (the window), so each frame has its 3D detections; raw or compressedDepth."""
     sequence = SceneSequence(3, 96, 64)
+    depth_topic = "/cam/depth/image_raw" + ("/compressedDepth" if compressed else "")
     with BagWriter(tmp_path / "in") as writer:
-        for topic, msgtype in (("/cam/image_raw", IMAGE), ("/cam/depth/image_raw", IMAGE),
+        for topic, msgtype in (("/cam/image_raw", IMAGE),
+                               (depth_topic, COMPRESSED_IMAGE if compressed else IMAGE),
                                ("/cam/camera_info", CAMERA_INFO)):
             writer.add_topic(topic, msgtype, CAMERA_QOS)
         for index in range(3):
@@ -183,8 +188,9 @@ def test_a_depth_image_logged_after_its_colour_frame_is_matched(model_path: Path
             frame = sequence.next_frame()
             writer.write("/cam/image_raw", t_ns, rgb_to_image(frame.image, header))
             writer.write("/cam/camera_info", t_ns + 1_000_000, camera_info_msg(sequence.k, header))
-            writer.write("/cam/depth/image_raw", t_ns + 15_000_000,
-                         depth_to_image(frame.depth_mm, header))
+            writer.write(depth_topic, t_ns + 15_000_000, _compressed_depth(
+                frame.depth_mm, "16UC1", ms=t_ns // 1_000_000) if compressed
+                else depth_to_image(frame.depth_mm, header))
     out = tmp_path / "out"
     assert main([str(tmp_path / "in"), "-o", str(out), "--model", str(model_path),
                  "--score-threshold", "0", "--threads", "1", "--quiet"]) == 0

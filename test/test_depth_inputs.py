@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import struct
+
+import cv2
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
@@ -14,6 +17,7 @@ from suhd_ros.geometry import Box3D, Intrinsics
 from suhd_ros.ros.conversions import diagnostic_values
 from suhd_ros.ros.depth_inputs import (
     DepthInputs,
+    compressed_depth_to_metres,
     depth_image_to_metres,
     detections_3d_to_msg,
 )
@@ -62,6 +66,49 @@ def test_32fc1_metres_and_refusals() -> None:
     bad.data = bad.data[:-4]
     with pytest.raises(ImageDecodeError, match="step x height"):
         depth_image_to_metres(bad)
+
+
+def _compressed_depth(values: np.ndarray, encoding: str, quant_a: float = 0.0,
+                      quant_b: float = 0.0, ms: int = 0) -> CompressedImage:
+    """What image_transport's compressedDepth plugin publishes: its 12-byte header (format,
+    two float32 quantisation parameters) and a 16-bit PNG."""
+    ok, png = cv2.imencode(".png", values.astype(np.uint16))
+    assert ok
+    return CompressedImage(header=_header(ms), format=f"{encoding}; compressedDepth png",
+                           data=struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes())
+
+
+def test_compressed_depth_16uc1_and_32fc1() -> None:
+    mm = np.full((48, 64), 1500, np.uint16)
+    mm[0, 0] = 0
+    metres = compressed_depth_to_metres(_compressed_depth(mm, "16UC1"))
+    assert np.isnan(metres[0, 0]) and metres[5, 5] == pytest.approx(1.5)
+    # 32FC1: inverse depth quantised as value = a / depth + b (quantisation 100, range 10 m)
+    a = 100.0 * 101.0
+    b = 1.0 - a / 10.0
+    depth = np.full((48, 64), 2.0)
+    depth[1, 1] = 4.0
+    values = np.rint(a / depth + b)
+    values[0, 0] = 0
+    metres = compressed_depth_to_metres(_compressed_depth(values, "32FC1", a, b))
+    assert np.isnan(metres[0, 0])
+    assert metres[5, 5] == pytest.approx(2.0, rel=1e-3) and metres[1, 1] == pytest.approx(4.0,
+                                                                                       rel=1e-3)
+    with pytest.raises(ImageDecodeError, match="compressedDepth"):
+        compressed_depth_to_metres(CompressedImage(format="png", data=b"x" * 20))
+    with pytest.raises(ImageDecodeError, match="no PNG"):
+        compressed_depth_to_metres(CompressedImage(format="16UC1; compressedDepth", data=b"x"))
+    with pytest.raises(ImageDecodeError, match="16-bit grey PNG"):
+        compressed_depth_to_metres(CompressedImage(format="16UC1; compressedDepth png",
+                                                   data=b"\0" * 12 + b"not a png"))
+
+
+def test_locate_takes_a_compressed_depth_image() -> None:
+    inputs = DepthInputs(queue_depth=4, window_ns=10 * MS)
+    inputs.on_info(_info(0))
+    inputs.on_depth(_compressed_depth(np.full((48, 64), 2500, np.uint16), "16UC1", ms=100))
+    boxes = inputs.locate(_header(100), (64, 48), np.array([[16.0, 12.0, 48.0, 36.0]]))
+    assert boxes is not None and boxes[0].center == pytest.approx((0.0, 0.0, 2.5))
 
 
 def test_locate_matches_depth_by_stamp_and_counts_what_is_missing() -> None:

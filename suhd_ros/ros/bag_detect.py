@@ -177,12 +177,13 @@ def _nearest_topics(topics: list[str], image_topic: str) -> list[str]:
 
 def find_depth_topics(reader: BagReader, image_topic: str) -> tuple[str, str]:
     """(depth image topic, camera_info topic) for an image topic, ("", "") when the bag has
-    none: the Image topics with "depth" in their name and the CameraInfo topics, nearest to
+    none: the Image (or compressedDepth CompressedImage) topics with "depth" in their name and
+    the CameraInfo topics, nearest to
     the image topic's namespace; among depth images an "aligned" one is preferred (it is in
     the colour image's pixels, which locating a box needs). BagError when that still leaves
     more than one: the user names them."""
     types = reader.topic_types()
-    depth = [t for t, m in types.items() if m == IMAGE and "depth" in t.lower()]
+    depth = [t for t, m in types.items() if m in IMAGE_TYPES and "depth" in t.lower()]
     infos = [t for t, m in types.items() if m == CAMERA_INFO]
     if not depth or not infos:
         return "", ""
@@ -202,7 +203,7 @@ def check_topics(reader: BagReader, settings: BagSettings) -> None:
     types = reader.topic_types()
     wanted = [(t, IMAGE_TYPES) for t in settings.image_topics]
     wanted += [(t, (DETECTIONS,)) for t in settings.ground_truth]
-    wanted += [(t, (IMAGE,)) for t in settings.depth_topics if t]
+    wanted += [(t, IMAGE_TYPES) for t in settings.depth_topics if t]  # raw or compressedDepth
     wanted += [(t, (CAMERA_INFO,)) for t in settings.camera_info_topics if t]
     for topic, allowed in wanted:
         if topic not in types:
@@ -315,7 +316,7 @@ class BagDetection:
         topics = (set(self.settings.image_topics) | set(self.settings.ground_truth)
                   | self._copied | set(depth) | set(infos))
         # colour frames waiting for the depth logged up to the window after them
-        wait_ns = round(self.settings.depth_window_ms * 1e6) if depth else -1
+        wait_ns = round(self.settings.depth_window_ms * 1e6)
         pending: deque[tuple[_Camera, str, int, bytes]] = deque()
         for connection, log_ns, data in self.reader.messages(sorted(topics)):
             while pending and pending[0][2] + wait_ns < log_ns:
@@ -326,13 +327,15 @@ class BagDetection:
             if connection.topic in self.cameras:
                 pending.append((self.cameras[connection.topic], connection.msgtype, log_ns,
                                 data))
+                if not depth:  # nothing to wait for
+                    self._image(*pending.popleft(), progress)
             elif connection.topic in self.settings.ground_truth:
                 self._ground_truth(connection.topic, log_ns, data)
             self._side_input(connection.topic, connection.msgtype, log_ns, data, depth, infos)
             if stop is not None and stop.is_set():
-                self.summary.interrupted = True
+                self.summary.interrupted = True  # frames still waiting are not done
                 break
-        while pending:
+        while pending and not self.summary.interrupted:
             self._image(*pending.popleft(), progress)
         if self._next_report_ns is not None:  # the frames since the last tick: always some
             self._diagnostics(self._next_report_ns)

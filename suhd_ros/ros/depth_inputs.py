@@ -11,12 +11,14 @@ throttled warning and a count in /diagnostics, never an exception out of the wor
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, fields
 
+import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Pose
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 
@@ -64,6 +66,43 @@ def camera_info_msg(k: Intrinsics, header: Header) -> CameraInfo:
                       p=[*matrix[:3], 0.0, *matrix[3:6], 0.0, *matrix[6:], 0.0])
 
 
+# image_transport's compressedDepth plugin: a 12-byte header (int32 format, float32 quantisation
+# parameters a, b) before a 16-bit PNG; 16UC1 stores the millimetres, 32FC1 the inverse depth
+# quantised (depth = a / (value - b), 0 = no value)
+_COMPRESSED_DEPTH_HEADER = struct.Struct("<iff")
+
+
+def compressed_depth_to_metres(msg: CompressedImage) -> np.ndarray:
+    """A compressedDepth CompressedImage ("16UC1; compressedDepth png", or 32FC1) as float32
+    metres, NaN where invalid; ImageDecodeError says why not."""
+    encoding, _, kind = (part.strip() for part in msg.format.partition(";"))
+    if not kind.startswith("compressedDepth") or encoding not in ("16UC1", "32FC1"):
+        raise ImageDecodeError(f"expected a compressedDepth 16UC1 or 32FC1 image, found format "
+                               f"{msg.format!r}")
+    data = bytes(msg.data)
+    if len(data) <= _COMPRESSED_DEPTH_HEADER.size:
+        raise ImageDecodeError(f"compressedDepth image of {len(data)} bytes: no PNG after its "
+                               "header")
+    _, quant_a, quant_b = _COMPRESSED_DEPTH_HEADER.unpack_from(data)
+    png = cv2.imdecode(np.frombuffer(data, np.uint8, offset=_COMPRESSED_DEPTH_HEADER.size),
+                       cv2.IMREAD_UNCHANGED)
+    if png is None or png.dtype != np.uint16 or png.ndim != 2:
+        raise ImageDecodeError("compressedDepth image: its payload is not a 16-bit grey PNG")
+    if encoding == "16UC1":
+        return depth_in_metres(png)
+    values = png.astype(np.float32)
+    with np.errstate(divide="ignore"):
+        metres = np.where(png == 0, np.nan, np.float32(quant_a) / (values - np.float32(quant_b)))
+    return depth_in_metres(metres.astype(np.float32))
+
+
+def depth_to_metres(msg: Image | CompressedImage) -> np.ndarray:
+    """A depth image of either transport (raw Image, compressedDepth) as float32 metres."""
+    if isinstance(msg, CompressedImage):
+        return compressed_depth_to_metres(msg)
+    return depth_image_to_metres(msg)
+
+
 def intrinsics_from_info(info: CameraInfo) -> Intrinsics:
     """The pinhole intrinsics of a CameraInfo; GeometryError for an uncalibrated one."""
     return Intrinsics.from_k(list(info.k), info.width, info.height)
@@ -88,13 +127,13 @@ class DepthInputs:
     """One camera's depth and camera_info queues, and the 3D boxes of a frame's detections."""
 
     def __init__(self, queue_depth: int, window_ns: int) -> None:
-        self.depth: StampQueue[Image] = StampQueue(queue_depth, window_ns)
+        self.depth: StampQueue[Image | CompressedImage] = StampQueue(queue_depth, window_ns)
         self.info: StampQueue[CameraInfo] = StampQueue(1, 0)
         self.counts = DepthCounts()
         self._reported = DepthCounts()
         self.last_problem = ""
 
-    def on_depth(self, msg: Image) -> None:
+    def on_depth(self, msg: Image | CompressedImage) -> None:
         self.depth.add(stamp_ns(msg.header), msg)
 
     def on_info(self, msg: CameraInfo) -> None:
@@ -121,7 +160,7 @@ class DepthInputs:
             self.counts.frames_without_depth += 1
             raise ValueError(f"no depth image within {self.depth.window_ns / 1e6:g} ms of the "
                              "colour frame's stamp")
-        return depth_image_to_metres(depth), k
+        return depth_to_metres(depth), k
 
     def locate(self, header: Header, size: tuple[int, int],
                boxes_xyxy: np.ndarray) -> list[Box3D | None] | None:
