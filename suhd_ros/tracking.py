@@ -1,10 +1,11 @@
 """Tracking IDs from a maintained library: the glue between FrameResult boxes and `trackers`.
 
 The library is Roboflow's `trackers` (ByteTrack, SORT, OC-SORT, BoT-SORT without camera motion
-compensation, C-BIoU; the successor of the ByteTrack in `supervision`), chosen because it is maintained (monthly releases in 2026), is
-plain numpy + scipy (no torch, no torchvision), and installs beside our numpy 2 and
-opencv-python-headless (requirements/tracking.txt says how). `norfair` pins numpy < 2 and
-`boxmot` needs torchvision. Only the conversion between our arrays and its Detections is ours.
+compensation, C-BIoU; the successor of the ByteTrack in `supervision`), chosen because it is
+maintained (monthly releases in 2026), is plain numpy + scipy (no torch, no torchvision), and
+installs beside our numpy 2 and opencv-python-headless (requirements/tracking.txt says how).
+`norfair` pins numpy < 2 and `boxmot` needs torchvision. Only the conversion between our arrays
+and its Detections is ours.
 
 One ObjectTracker serves one camera: IDs are per camera. The detector's NMS works per class, so
 one object can come back as two boxes of different classes; the trackers are class-agnostic,
