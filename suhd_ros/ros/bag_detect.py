@@ -207,8 +207,9 @@ def check_topics(reader: BagReader, settings: BagSettings) -> None:
     wanted += [(t, (CAMERA_INFO,)) for t in settings.camera_info_topics if t]
     for topic, allowed in wanted:
         if topic not in types:
-            raise BagError(f"{reader.path}: no topic {topic} (image topics there: "
-                           f"{', '.join(image_topics(reader)) or 'none'})")
+            there = sorted(t for t, m in types.items() if m in allowed)
+            raise BagError(f"{reader.path}: no topic {topic} (topics of its type there: "
+                           f"{', '.join(there) or 'none'})")
         if types[topic] not in allowed:
             raise BagError(f"{reader.path}: {topic} holds {types[topic]}; expected "
                            f"{' or '.join(allowed)}")
