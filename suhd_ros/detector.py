@@ -199,8 +199,13 @@ class Detector:
         self._counting = statistics
         set_statistics(self.model, statistics)
         self.energy_meter = EnergyMeter(self.model) if engine != "ann" and statistics else None
-        if self.energy_meter:
-            self.energy_meter.graph((3, *self.input_size))  # probe the graph now, not on frame 1
+        if self.energy_meter:  # probe the graph now, not on frame 1, on `threads` threads
+            caller_threads = torch.get_num_threads()
+            torch.set_num_threads(threads or caller_threads)
+            try:
+                self.energy_meter.graph((3, *self.input_size))
+            finally:
+                torch.set_num_threads(caller_threads)
 
     @property
     def T(self) -> int:

@@ -29,7 +29,7 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray
 
 from suhd_ros.geometry import Box3D
 from suhd_ros.ros.conversions import detections_to_msg, rgb_to_image
-from suhd_ros.ros.depth_inputs import detections_3d_to_msg
+from suhd_ros.ros.depth_inputs import camera_info_msg, depth_to_image, detections_3d_to_msg
 from suhd_ros.ros.image_encoding import SUPPORTED_ENCODINGS
 from suhd_ros.ros.node_main import run_node
 from suhd_ros.ros.parameters import descriptor
@@ -138,15 +138,8 @@ class SuhdCameraNode(Node):
     def _publish_sequence_frame(self, frame: SequenceFrame, header: Header) -> None:
         """Colour, depth, camera_info and both truths of one moving frame, one header."""
         self._publish_image(frame.image, header)
-        height, width = frame.depth_mm.shape
-        self._depth_pub.publish(Image(header=header, height=height, width=width,
-                                      encoding="16UC1", is_bigendian=0, step=2 * width,
-                                      data=frame.depth_mm.astype("<u2").tobytes()))
-        k = self._sequence.k.k()
-        self._info_pub.publish(CameraInfo(
-            header=header, width=width, height=height, distortion_model="plumb_bob",
-            d=[0.0] * 5, k=k, r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-            p=[*k[:3], 0.0, *k[3:6], 0.0, *k[6:], 0.0]))
+        self._depth_pub.publish(depth_to_image(frame.depth_mm, header))
+        self._info_pub.publish(camera_info_msg(self._sequence.k, header))
         ids = [str(t) for t in frame.track_ids.tolist()]
         ones = np.ones(len(ids))
         self._truth_pub.publish(detections_to_msg(header, frame.boxes_xyxy, ones,
