@@ -8,6 +8,7 @@ camera_info is missing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +18,9 @@ import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
+from test_depth_inputs import _compressed_depth
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
@@ -125,3 +127,42 @@ def test_ids_are_stable_and_3d_follows_the_2d_boxes(streams: tuple[Peer, Streams
     assert len(boxes) == len(flat) and {int(i) for i in tracked} <= {m.id for m in boxes}
     _, _, values = peer.wait_status("3D", lambda v: int(v["objects 3d"]) > 0)
     assert int(values["frames 3d"]) >= len(stamps)
+
+
+def test_compressed_depth_transport(model_path: Path) -> None:
+    """depth_transport compressedDepth: the node reads image_transport's compressed depth on
+    'depth/image/compressedDepth' and locates the objects at its depth."""
+    ns = "/node3d_compressed"
+    node = SuhdDetectorNode(namespace=ns, parameter_overrides=[
+        Parameter(name, value=value) for name, value in {
+            "model_path": str(model_path), "device": "cpu", "score_threshold": 0.0,
+            "max_detections": 5, "depth": True, "depth_transport": "compressedDepth",
+            "qos_reliability": "reliable"}.items()])
+    peer = Peer("node3d_compressed_peer", node)
+    try:
+        image = peer.node.create_publisher(Image, f"{ns}/image", 10)
+        depth = peer.node.create_publisher(CompressedImage, f"{ns}/depth/image/compressedDepth",
+                                           10)
+        info = peer.node.create_publisher(CameraInfo, f"{ns}/camera_info", 10)
+        located: list[Detection3DArray] = []
+        peer.node.create_subscription(
+            Detection3DArray, f"{ns}/detections_3d",
+            lambda m: located.append(m) if m.detections else None, 10)
+        rgb = generate_scene(3, WIDTH, HEIGHT).image
+
+        seconds = itertools.count(21)
+
+        def send() -> None:
+            sec = next(seconds)
+            header = Header(frame_id="colour_optical", stamp=Time(sec=sec, nanosec=0))
+            depth.publish(_compressed_depth(np.full((HEIGHT, WIDTH), DEPTH_MM, np.uint16),
+                                            "16UC1", ms=sec * 1000))
+            info.publish(CameraInfo(header=header, width=WIDTH, height=HEIGHT, k=K.k()))
+            image.publish(rgb_to_image(rgb, header))
+
+        peer.spin_until(lambda: bool(located), every=send)
+        assert located[0].detections[0].bbox.center.position.z == pytest.approx(DEPTH_MM / 1000)
+    finally:
+        peer.close()
+        node.release_all()
+        node.destroy_node()

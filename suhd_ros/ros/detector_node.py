@@ -86,6 +86,7 @@ OUTPUT_QOS = QoSProfile(depth=10)  # reliable, volatile, keep last 10
 # transient local: a subscriber that comes late still gets the labels
 LABEL_QOS = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TRANSPORTS = ("raw", "compressed")
+DEPTH_TRANSPORTS = ("raw", "compressedDepth")  # image_transport's names
 LOG_THROTTLE_S = 5.0
 # at process exit, wait this long for a frame being inferred, then leave the (daemon) worker
 SHUTDOWN_JOIN_S = 1.0
@@ -130,6 +131,9 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
     ("depth", False, "3D: subscribe to 'depth/image' (aligned, 16UC1 mm or 32FC1 m) and "
      "'camera_info' beside each camera's image and publish 'detections_3d' and 'markers'",
      RELOAD),
+    ("depth_transport", "raw", "raw: sensor_msgs/Image on 'depth/image'; compressedDepth: "
+     "sensor_msgs/CompressedImage on 'depth/image/compressedDepth' (image_transport's "
+     "compressed_depth_image_transport layout)", RELOAD),
     ("depth_window_ms", 20.0, "largest stamp difference between a colour frame and its depth "
      "image", {"floats": (0.0, 1000.0), **RELOAD}),
     ("depth_queue", 10, "depth images kept per camera for stamp matching",
@@ -238,6 +242,7 @@ VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "backend": _choice("backend", BACKENDS),
     "tracker": _choice("tracker", tuple(TRACKERS)),
     "input_transport": _choice("input_transport", TRANSPORTS),
+    "depth_transport": _choice("depth_transport", DEPTH_TRANSPORTS),
     "qos_reliability": _choice("qos_reliability", tuple(RELIABILITY_POLICIES)),
     "classes": _check_classes,
     "image_topics": _check_topics,
@@ -377,9 +382,10 @@ class SuhdDetectorNode(LifecycleNode):
                     incompatible_qos=partial(self._on_incompatible_qos, camera)))
             if camera.depth is not None:
                 prefix = f"{camera.key}/" if camera.key else ""
+                depth_type, depth_topic = self._depth_input()
                 camera.depth_subscriptions = [
-                    self.create_subscription(Image, prefix + "depth/image", camera.depth.on_depth,
-                                             qos),
+                    self.create_subscription(depth_type, prefix + depth_topic,
+                                             camera.depth.on_depth, qos),
                     self.create_subscription(CameraInfo, prefix + "camera_info",
                                              camera.depth.on_info, qos)]
         self._active = True
@@ -437,6 +443,12 @@ class SuhdDetectorNode(LifecycleNode):
             for camera in made:
                 self._add_depth(camera)
         return made
+
+    def _depth_input(self) -> tuple[type, str]:
+        """The depth images' message type and topic (relative to the camera's prefix)."""
+        if self._param("depth_transport") == "compressedDepth":
+            return CompressedImage, "depth/image/compressedDepth"
+        return Image, "depth/image"
 
     def _add_depth(self, camera: Camera) -> None:
         """The 3D outputs of a camera; its depth subscriptions come at activation."""
@@ -625,7 +637,7 @@ class SuhdDetectorNode(LifecycleNode):
                     prefix = f"{camera.key}/" if camera.key else ""
                     statuses.append(camera.depth.status(
                         diagnostics.status_name(node, "3D", camera.key),
-                        self.resolve_topic_name(prefix + "depth/image")))
+                        self.resolve_topic_name(prefix + self._depth_input()[1])))
             statuses += [
                 diagnostics.latency_status(name("latency"), self._statistics),
                 diagnostics.model_status(name("device and model"), self._detector,
