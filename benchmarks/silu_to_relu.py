@@ -13,7 +13,7 @@ Each is scored on the same test scenes (YOLOv5's protocol, `suhd_ros.evaluation.
 ANN and as the SUHD SNN (T=4, the default model's conversion settings; the SiLU model converted
 with allow_silu, i.e. run as ReLU spikes, the approximation suhd-convert warns about).
 
-    .venv/bin/python benchmarks/silu_to_relu.py                  # about 35-60 min on 2 shared cores
+    .venv/bin/python benchmarks/silu_to_relu.py      # 77 min on 2 shared cores under load
     .venv/bin/python benchmarks/silu_to_relu.py --silu-epochs 2 --fine-tune-epochs 1 \
         --train-images 64 --test-scenes 32 --out-dir /tmp/silu_smoke     # a smoke run
 
