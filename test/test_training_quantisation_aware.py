@@ -37,13 +37,20 @@ def float_model(tmp_path_factory: pytest.TempPathFactory):
     return train(replace(TINY, out_dir=str(out), quantise=None))
 
 
+@pytest.mark.parametrize("threshold_lr", [0.0, 0.05])
 def test_the_file_runs_in_the_detector_as_the_fine_tuned_network_computed(
-        float_model, tmp_path) -> None:
-    best = train(replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model)))
+        float_model, tmp_path, threshold_lr: float) -> None:
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     threshold_lr=threshold_lr)
+    best = train(config)
     model_file = load_model_file(best)
     snn_meta = model_file.metadata["snn"]
     assert (snn_meta["T"], snn_meta["f_c"], snn_meta["half_start"]) == (2, 4, True)
     assert snn_meta["quantisation_aware"] is True and model_file.lambdas
+    assert snn_meta["learnt_thresholds"] is (threshold_lr > 0)
+    calibrated = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["lambdas"]
+    moved = [not torch.equal(calibrated[k], v) for k, v in model_file.lambdas.items()]
+    assert all(moved) if threshold_lr > 0 else not any(moved)
     coding = SpikeCoding("stdi", 2, 4, half_start=True)
     fine_tuned = insert_quantisers(fold_batchnorm(build_model(model_file)), model_file.lambdas,
                                    coding).eval()
@@ -70,6 +77,32 @@ def test_weights_change_and_resume_keeps_the_calibrated_thresholds(float_model, 
         assert torch.equal(saved["lambdas"][name], lam)
     start = load_model_file(float_model).state_dict
     assert any(not torch.equal(start[k], v) for k, v in first.state_dict.items())
+
+
+def test_frozen_batchnorm_keeps_the_statistics_the_thresholds_were_calibrated_on(
+        float_model, tmp_path) -> None:
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     freeze_bn=True)
+    tuned = load_model_file(train(config)).state_dict
+    start = load_model_file(float_model).state_dict
+    statistics = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(tuned[k], start[k]) for k in statistics)
+    affine = [k for k in start if ".bn." in k and k.endswith("weight")]
+    assert any(not torch.equal(tuned[k], start[k]) for k in affine)
+
+
+def test_learnt_thresholds_resume_as_learnt_and_get_their_own_learning_rate(
+        float_model, tmp_path) -> None:
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     threshold_lr=0.05, lr0=1e-3)
+    train(config)
+    first = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["model"]
+    train(replace(config, epochs=2, resume=True))  # a strict load: the log lambdas must fit
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    thresholds = [g for g in saved["optimizer"]["param_groups"] if "lr_scale" in g]
+    assert len(thresholds) == 1 and thresholds[0]["lr_scale"] == pytest.approx(50.0)
+    learnt = [k for k in first if k.endswith("log_lambda")]
+    assert learnt and any(not torch.equal(saved["model"][k], first[k]) for k in learnt)
 
 
 def test_the_network_and_its_ema_train_through_the_quantisers(float_model, tmp_path) -> None:

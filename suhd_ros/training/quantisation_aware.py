@@ -41,9 +41,10 @@ def calibration_batches(source: SceneSource, img_size: int, count: int):
 
 def quantise_model(model: nn.Module, coding: SpikeCoding, lambdas: dict[str, Tensor] | None,
                    calibration: Sequence[Tensor] | None, percentile: float,
-                   per_channel: bool) -> dict[str, Tensor]:
+                   per_channel: bool, learn: bool = False) -> dict[str, Tensor]:
     """Calibrate (unless `lambdas` are given, e.g. on resume) and insert the quantisers into
-    `model` in place; returns the lambdas (on the CPU) the model file will carry."""
+    `model` in place (`learn`: with thresholds that train); returns the calibrated lambdas on
+    the CPU (learnt ones are in the state dict: `quantiser_lambdas` reads them)."""
     if lambdas is None:
         device = next(model.parameters()).device
         was_training = model.training
@@ -51,5 +52,14 @@ def quantise_model(model: nn.Module, coding: SpikeCoding, lambdas: dict[str, Ten
                                        percentile, per_channel, progress=False)
         model.train(was_training)
     lambdas = {name: lam.detach().cpu() for name, lam in lambdas.items()}
-    insert_quantisers(model, lambdas, coding)
+    insert_quantisers(model, lambdas, coding, learn)
     return lambdas
+
+
+def freeze_batchnorm_statistics(model: nn.Module) -> None:
+    """BatchNorm layers to eval mode (running statistics used, not updated; affine weights still
+    train): fine-tuning then sees the normalisation the thresholds were calibrated on and that
+    conversion folds into the convolutions, not each batch's own."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
