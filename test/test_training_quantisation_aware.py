@@ -15,6 +15,7 @@ from suhd_ros.snn.convert import fold_batchnorm
 from suhd_ros.snn.quantisation_aware import SUHDQuantiser, insert_quantisers
 from suhd_ros.tools.train import main
 from suhd_ros.training.loop import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
+from suhd_ros.training.quantisation_aware import distillation_loss
 from suhd_ros.yolo.model_file import build_model, load_model_file
 from suhd_ros.yolo.preprocess import network_input
 
@@ -103,6 +104,33 @@ def test_learnt_thresholds_resume_as_learnt_and_get_their_own_learning_rate(
     assert len(thresholds) == 1 and thresholds[0]["lr_scale"] == pytest.approx(50.0)
     learnt = [k for k in first if k.endswith("log_lambda")]
     assert learnt and any(not torch.equal(saved["model"][k], first[k]) for k in learnt)
+
+
+def test_distillation_is_zero_on_the_teachers_outputs_and_pulls_towards_them() -> None:
+    generator = torch.Generator().manual_seed(0)
+    teacher = [torch.randn(2, 3, 4, 4, 8, generator=generator) for _ in range(2)]
+    assert float(distillation_loss(teacher, teacher)) == 0.0
+    student = [(t + torch.randn(t.shape, generator=generator)).requires_grad_() for t in teacher]
+    loss = distillation_loss(student, teacher)
+    loss.backward()
+    with torch.no_grad():
+        closer = [s - 0.01 * s.grad for s in student]
+    assert 0.0 < float(distillation_loss(closer, teacher)) < float(loss)
+    # box and class outputs count only where the teacher sees an object
+    silent = [t.clone() for t in teacher]
+    for t in silent:
+        t[..., 4] = -30.0
+    moved = [t.clone() for t in silent]
+    for m in moved:
+        m[..., :4] += 1.0
+    assert float(distillation_loss(moved, silent)) < 1e-6
+
+
+def test_distillation_changes_what_the_run_learns(float_model, tmp_path) -> None:
+    config = replace(TINY, init_weights=str(float_model), freeze_bn=True)
+    plain = load_model_file(train(replace(config, out_dir=str(tmp_path / "plain"))))
+    distilled = load_model_file(train(replace(config, out_dir=str(tmp_path / "kd"), distil=1.0)))
+    assert any(not torch.equal(plain.state_dict[k], v) for k, v in distilled.state_dict.items())
 
 
 def test_the_network_and_its_ema_train_through_the_quantisers(float_model, tmp_path) -> None:

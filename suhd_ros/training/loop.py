@@ -47,6 +47,8 @@ from suhd_ros.training.dataset import (
 from suhd_ros.training.loss import LossGains, YoloLoss
 from suhd_ros.training.quantisation_aware import (
     calibration_batches,
+    distillation_loss,
+    float_teacher,
     freeze_batchnorm_statistics,
     quantise_model,
     quantiser_coding,
@@ -141,6 +143,8 @@ class TrainConfig:
     calibration_images: int = _opt(256, "with --quantise: training images to calibrate on")
     threshold_lr: float = _opt(0.0, "with --quantise: learn the thresholds (log lambda, LSQ "
                                "gradient) at this learning rate; 0 keeps them as calibrated")
+    distil: float = _opt(0.0, "with --quantise: weight of distillation from the float network "
+                         "(its outputs as targets, added to the detection loss); 0: none")
     freeze_bn: bool = _opt(False, "keep BatchNorm statistics as loaded (BN in eval mode while "
                            "training): the quantisers' thresholds were calibrated on them")
     threads: int = _opt(2, "CPU threads (command line only)")
@@ -440,6 +444,7 @@ class _Run:
     device: torch.device
     coding: SpikeCoding | None = None  # with --quantise: what the quantisers emulate
     lambdas: dict[str, torch.Tensor] = field(default_factory=dict)  # and their thresholds
+    teacher: nn.Module | None = None  # with --distil: the float network
 
 
 def _optimiser_step(run: _Run) -> None:
@@ -470,9 +475,14 @@ def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig
         step = k + epoch * len(batches)
         if step <= warmup_steps:
             accumulate = _warm_up(run.optimizer, step, warmup_steps, epoch, config)
+        images = images.to(run.device, non_blocking=True)
         with _autocast(run.device, config):
-            predictions = run.model(images.to(run.device, non_blocking=True))
+            predictions = run.model(images)
             loss, parts = run.loss_fn(predictions, targets.to(run.device))
+            if run.teacher is not None:
+                with torch.no_grad():
+                    _, target = run.teacher(images)
+                loss = loss + config.distil * distillation_loss(predictions, target)
         run.scaler.scale(loss).backward()
         pending += 1
         if pending >= accumulate or k == len(batches) - 1:
@@ -495,7 +505,9 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
         if not (out / CHECKPOINT_NAME).is_file():
             raise ResumeError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist")
         saved = torch.load(out / CHECKPOINT_NAME, weights_only=True, map_location=device)
-    coding, lambdas = None, {}
+    coding, lambdas, teacher = None, {}, None
+    if config.quantise and config.distil > 0:
+        teacher = float_teacher(model)
     if config.quantise:
         coding = quantiser_coding(config.quantise, config.half_start)
         lambdas = quantise_model(
@@ -507,7 +519,7 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     state = RunState() if saved is None else load_checkpoint(saved, model, ema, optimizer, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
-    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas), state
+    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas, teacher), state
 
 
 def train(config: TrainConfig) -> Path:

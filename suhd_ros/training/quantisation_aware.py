@@ -8,6 +8,7 @@ Detector runs it as it was fine-tuned, with no suhd-convert step.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -63,3 +64,25 @@ def freeze_batchnorm_statistics(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
+
+
+def distillation_loss(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
+    """Squared difference of the quantised network's outputs from the float network's, summed
+    over the batch (YOLOv5 scales its loss by the batch too), on raw head maps
+    [N, na, ny, nx, 5 + nc] after the sigmoid the decoding applies. Objectness counts
+    everywhere; box and class outputs where the float network sees an object (weighted by its
+    objectness), since elsewhere they are never read. A dense target from the network being
+    made up for: it asks the quantised one to compute what the float one did, image by image."""
+    total = student[0].new_zeros(())
+    for s, t in zip(student, teacher, strict=True):
+        s, t = s.float().sigmoid(), t.float().sigmoid()
+        squared = (s - t).square()
+        objectness = t[..., 4:5]
+        total = total + squared[..., 4].sum() + (squared[..., :4] * objectness).sum()
+        total = total + (squared[..., 5:] * objectness).sum()
+    return total
+
+
+def float_teacher(model: nn.Module) -> nn.Module:
+    """A frozen copy of the float network (before quantisers go in) for `distillation_loss`."""
+    return copy.deepcopy(model).eval().requires_grad_(False)
