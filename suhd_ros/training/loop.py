@@ -198,7 +198,8 @@ def load_init_weights(model: YOLOv5, state_dict: dict[str, torch.Tensor]) -> Non
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Three groups as in YOLOv5: conv weights (decayed), norm weights, biases (not decayed)."""
+    """Three groups as in YOLOv5: conv weights (decayed), norm weights, biases (not decayed);
+    a fourth for learnt SUHD thresholds (--threshold-lr), not decayed."""
     decayed, norm_weights, biases, thresholds = [], [], [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
