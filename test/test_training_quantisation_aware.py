@@ -15,6 +15,7 @@ from suhd_ros.snn.convert import fold_batchnorm
 from suhd_ros.snn.quantisation_aware import SUHDQuantiser, insert_quantisers
 from suhd_ros.tools.train import main
 from suhd_ros.training.loop import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
+from suhd_ros.training.quantisation_aware import distillation_loss
 from suhd_ros.yolo.model_file import build_model, load_model_file
 from suhd_ros.yolo.preprocess import network_input
 
@@ -37,13 +38,20 @@ def float_model(tmp_path_factory: pytest.TempPathFactory):
     return train(replace(TINY, out_dir=str(out), quantise=None))
 
 
+@pytest.mark.parametrize("threshold_lr", [0.0, 0.05])
 def test_the_file_runs_in_the_detector_as_the_fine_tuned_network_computed(
-        float_model, tmp_path) -> None:
-    best = train(replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model)))
+        float_model, tmp_path, threshold_lr: float) -> None:
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     threshold_lr=threshold_lr)
+    best = train(config)
     model_file = load_model_file(best)
     snn_meta = model_file.metadata["snn"]
     assert (snn_meta["T"], snn_meta["f_c"], snn_meta["half_start"]) == (2, 4, True)
     assert snn_meta["quantisation_aware"] is True and model_file.lambdas
+    assert snn_meta["learnt_thresholds"] is (threshold_lr > 0)
+    calibrated = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["lambdas"]
+    moved = [not torch.equal(calibrated[k], v) for k, v in model_file.lambdas.items()]
+    assert all(moved) if threshold_lr > 0 else not any(moved)
     coding = SpikeCoding("stdi", 2, 4, half_start=True)
     fine_tuned = insert_quantisers(fold_batchnorm(build_model(model_file)), model_file.lambdas,
                                    coding).eval()
@@ -70,6 +78,59 @@ def test_weights_change_and_resume_keeps_the_calibrated_thresholds(float_model, 
         assert torch.equal(saved["lambdas"][name], lam)
     start = load_model_file(float_model).state_dict
     assert any(not torch.equal(start[k], v) for k, v in first.state_dict.items())
+
+
+def test_frozen_batchnorm_keeps_the_statistics_the_thresholds_were_calibrated_on(
+        float_model, tmp_path) -> None:
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     freeze_bn=True)
+    tuned = load_model_file(train(config)).state_dict
+    start = load_model_file(float_model).state_dict
+    statistics = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(torch.equal(tuned[k], start[k]) for k in statistics)
+    affine = [k for k in start if ".bn." in k and k.endswith("weight")]
+    assert any(not torch.equal(tuned[k], start[k]) for k in affine)
+
+
+def test_learnt_thresholds_resume_as_learnt_and_get_their_own_learning_rate(
+        float_model, tmp_path) -> None:
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     threshold_lr=0.05, lr0=1e-3)
+    train(config)
+    first = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["model"]
+    train(replace(config, epochs=2, resume=True))  # a strict load: the log lambdas must fit
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    thresholds = [g for g in saved["optimizer"]["param_groups"] if "lr_scale" in g]
+    assert len(thresholds) == 1 and thresholds[0]["lr_scale"] == pytest.approx(50.0)
+    learnt = [k for k in first if k.endswith("log_lambda")]
+    assert learnt and any(not torch.equal(saved["model"][k], first[k]) for k in learnt)
+
+
+def test_distillation_is_zero_on_the_teachers_outputs_and_pulls_towards_them() -> None:
+    generator = torch.Generator().manual_seed(0)
+    teacher = [torch.randn(2, 3, 4, 4, 8, generator=generator) for _ in range(2)]
+    assert float(distillation_loss(teacher, teacher)) == 0.0
+    student = [(t + torch.randn(t.shape, generator=generator)).requires_grad_() for t in teacher]
+    loss = distillation_loss(student, teacher)
+    loss.backward()
+    with torch.no_grad():
+        closer = [s - 0.01 * s.grad for s in student]
+    assert 0.0 < float(distillation_loss(closer, teacher)) < float(loss)
+    # box and class outputs count only where the teacher sees an object
+    silent = [t.clone() for t in teacher]
+    for t in silent:
+        t[..., 4] = -30.0
+    moved = [t.clone() for t in silent]
+    for m in moved:
+        m[..., :4] += 1.0
+    assert float(distillation_loss(moved, silent)) < 1e-6
+
+
+def test_distillation_changes_what_the_run_learns(float_model, tmp_path) -> None:
+    config = replace(TINY, init_weights=str(float_model), freeze_bn=True)
+    plain = load_model_file(train(replace(config, out_dir=str(tmp_path / "plain"))))
+    distilled = load_model_file(train(replace(config, out_dir=str(tmp_path / "kd"), distil=1.0)))
+    assert any(not torch.equal(plain.state_dict[k], v) for k, v in distilled.state_dict.items())
 
 
 def test_the_network_and_its_ema_train_through_the_quantisers(float_model, tmp_path) -> None:

@@ -41,6 +41,7 @@ from suhd_ros.datasets import DatasetError, open_dataset
 from suhd_ros.detector import resolve_device
 from suhd_ros.evaluation.coco import evaluate_detections
 from suhd_ros.snn.coding import SpikeCoding
+from suhd_ros.snn.quantisation_aware import SUHDQuantiser, ann_state_dict, quantiser_lambdas
 from suhd_ros.training.augment import Augmentation
 from suhd_ros.training.dataset import (
     GeneratedScenes,
@@ -52,6 +53,9 @@ from suhd_ros.training.dataset import (
 from suhd_ros.training.loss import LossGains, YoloLoss
 from suhd_ros.training.quantisation_aware import (
     calibration_batches,
+    distillation_loss,
+    float_teacher,
+    freeze_batchnorm_statistics,
     quantise_model,
     quantiser_coding,
 )
@@ -161,6 +165,12 @@ class TrainConfig:
     percentile: float = _opt(99.99, "with --quantise: activation percentile setting thresholds")
     per_channel: bool = _opt(True, "with --quantise: one threshold per channel")
     calibration_images: int = _opt(256, "with --quantise: training images to calibrate on")
+    threshold_lr: float = _opt(0.0, "with --quantise: learn the thresholds (log lambda, LSQ "
+                               "gradient) at this learning rate; 0 keeps them as calibrated")
+    distil: float = _opt(0.0, "with --quantise: weight of distillation from the float network "
+                         "(its outputs as targets, added to the detection loss); 0: none")
+    freeze_bn: bool = _opt(False, "keep BatchNorm statistics as loaded (BN in eval mode while "
+                           "training): the quantisers' thresholds were calibrated on them")
     threads: int = _opt(2, "CPU threads (command line only)")
     resume: bool = _opt(False, "continue the run in out_dir from last.pt")
     progress: bool = _opt(True, "show progress bars")
@@ -281,11 +291,14 @@ def load_init_weights(model: YOLOv5, state_dict: dict[str, torch.Tensor],
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """Three groups as in YOLOv5: conv weights (decayed), norm weights, biases (not decayed)."""
-    decayed, norm_weights, biases = [], [], []
+    """Three groups as in YOLOv5: conv weights (decayed), norm weights, biases (not decayed);
+    a fourth for learnt SUHD thresholds (--threshold-lr), not decayed."""
+    decayed, norm_weights, biases, thresholds = [], [], [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
-            if name == "bias":
+            if isinstance(module, SUHDQuantiser):
+                thresholds.append(p)
+            elif name == "bias":
                 biases.append(p)
             elif isinstance(module, nn.modules.batchnorm._BatchNorm):
                 norm_weights.append(p)
@@ -296,6 +309,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         {"params": norm_weights, "weight_decay": 0.0},
         {"params": biases, "weight_decay": 0.0},
     ]
+    if thresholds:  # learnt SUHD thresholds: their own learning rate, same schedule
+        groups.append({"params": thresholds, "weight_decay": 0.0,
+                       "lr_scale": config.threshold_lr / config.lr0})
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr0, momentum=config.momentum, nesterov=True)
     if config.optimizer == "adamw":
@@ -336,7 +352,7 @@ def lr_factor(epoch: float, config: TrainConfig) -> float:
 
 def _set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = config.lr0 * lr_factor(epoch, config)
+        group["lr"] = config.lr0 * lr_factor(epoch, config) * group.get("lr_scale", 1.0)
 
 
 def _warm_up(
@@ -347,7 +363,7 @@ def _warm_up(
     target_lr = config.lr0 * lr_factor(epoch, config)
     for k, group in enumerate(optimizer.param_groups):
         start = config.warmup_bias_lr if k == 2 else 0.0
-        group["lr"] = float(np.interp(step, span, [start, target_lr]))
+        group["lr"] = float(np.interp(step, span, [start, target_lr * group.get("lr_scale", 1.0)]))
         momentum = float(np.interp(step, span, [config.warmup_momentum, config.momentum]))
         if "betas" in group:
             group["betas"] = (momentum, group["betas"][1])
@@ -523,9 +539,11 @@ def _save_best(path: Path, run: _Run, config: TrainConfig) -> None:
     if run.coding is None:
         save_model_file(path, run.ema.module.state_dict(), model_metadata(run.ema.module, size))
         return
-    metadata = snn_model_metadata(run.ema.module, size, run.coding, run.lambdas,
-                                  config.percentile, config.per_channel, quantisation_aware=True)
-    save_model_file(path, run.ema.module.state_dict(), metadata, run.lambdas)
+    lambdas = quantiser_lambdas(run.ema.module)  # as calibrated, or as learnt
+    metadata = snn_model_metadata(run.ema.module, size, run.coding, lambdas, config.percentile,
+                                  config.per_channel, quantisation_aware=True,
+                                  learnt_thresholds=config.threshold_lr > 0)
+    save_model_file(path, ann_state_dict(run.ema.module), metadata, lambdas)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -543,6 +561,7 @@ class _Run:
     device: torch.device
     coding: SpikeCoding | None = None  # with --quantise: what the quantisers emulate
     lambdas: dict[str, torch.Tensor] = field(default_factory=dict)  # and their thresholds
+    teacher: nn.Module | None = None  # with --distil: the float network
 
 
 def _optimiser_step(run: _Run) -> None:
@@ -557,6 +576,8 @@ def _optimiser_step(run: _Run) -> None:
 def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig) -> dict:
     """One pass over the epoch's scenes; returns the mean loss parts."""
     run.model.train()
+    if config.freeze_bn:
+        freeze_batchnorm_statistics(run.model)
     indices = epoch_indices(source, epoch, config)
     size = config.batch_size
     batches = [indices[i : i + size] for i in range(0, len(indices), size)]
@@ -571,9 +592,14 @@ def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig
         step = k + epoch * len(batches)
         if step <= warmup_steps:
             accumulate = _warm_up(run.optimizer, step, warmup_steps, epoch, config)
+        images = images.to(run.device, non_blocking=True)
         with _autocast(run.device, config):
-            predictions = run.model(images.to(run.device, non_blocking=True))
+            predictions = run.model(images)
             loss, parts = run.loss_fn(predictions, targets.to(run.device))
+            if run.teacher is not None:
+                with torch.no_grad():
+                    _, target = run.teacher(images)
+                loss = loss + config.distil * distillation_loss(predictions, target)
         run.scaler.scale(loss).backward()
         pending += 1
         if pending >= accumulate or k == len(batches) - 1:
@@ -597,19 +623,21 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
         if not (out / CHECKPOINT_NAME).is_file():
             raise ResumeError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist")
         saved = torch.load(out / CHECKPOINT_NAME, weights_only=True, map_location=device)
-    coding, lambdas = None, {}
+    coding, lambdas, teacher = None, {}, None
+    if config.quantise and config.distil > 0:
+        teacher = float_teacher(model)
     if config.quantise:
         coding = quantiser_coding(config.quantise, config.half_start)
         lambdas = quantise_model(
             model, coding, saved["lambdas"] if saved else None,
             calibration_batches(source, config.img_size, config.calibration_images),
-            config.percentile, config.per_channel)
+            config.percentile, config.per_channel, learn=config.threshold_lr > 0)
     ema = ModelEMA(model, config.ema_decay, config.ema_tau)
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     state = RunState() if saved is None else load_checkpoint(saved, model, ema, optimizer, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
-    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas), state
+    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas, teacher), state
 
 
 def train(config: TrainConfig) -> Path:
