@@ -34,6 +34,12 @@ _DEPTH_TYPES = {"16UC1": np.dtype(np.uint16), "mono16": np.dtype(np.uint16),
 
 def depth_image_to_metres(msg: Image) -> np.ndarray:
     """A depth Image as float32 metres, NaN where invalid; ImageDecodeError says why not."""
+    return depth_in_metres(depth_image_array(msg))
+
+
+def depth_image_array(msg: Image) -> np.ndarray:
+    """A depth Image's values as they are (uint16 millimetres or float32 metres, native byte
+    order), unconverted: 3D converts only the boxes' pixels (geometry.box_to_3d)."""
     dtype = _DEPTH_TYPES.get(msg.encoding)
     if dtype is None:
         raise ImageDecodeError(f"depth encoding must be one of {list(_DEPTH_TYPES)}, "
@@ -46,7 +52,7 @@ def depth_image_to_metres(msg: Image) -> np.ndarray:
                                f"found {data.size}")
     rows = data.reshape(msg.height, msg.step)[:, :row]
     byte_order = ">" if msg.is_bigendian else "<"
-    return depth_in_metres(rows.copy().view(dtype.newbyteorder(byte_order)).astype(dtype))
+    return rows.copy().view(dtype.newbyteorder(byte_order)).astype(dtype, copy=False)
 
 
 def depth_to_image(depth_mm: np.ndarray, header: Header) -> Image:
@@ -96,11 +102,12 @@ def compressed_depth_to_metres(msg: CompressedImage) -> np.ndarray:
     return depth_in_metres(metres.astype(np.float32))
 
 
-def depth_to_metres(msg: Image | CompressedImage) -> np.ndarray:
-    """A depth image of either transport (raw Image, compressedDepth) as float32 metres."""
+def depth_array(msg: Image | CompressedImage) -> np.ndarray:
+    """A depth image of either transport (raw Image, compressedDepth) in a form box_to_3d
+    takes: a raw image's own values, a compressedDepth image's metres."""
     if isinstance(msg, CompressedImage):
         return compressed_depth_to_metres(msg)
-    return depth_image_to_metres(msg)
+    return depth_image_array(msg)
 
 
 def intrinsics_from_info(info: CameraInfo) -> Intrinsics:
@@ -160,15 +167,15 @@ class DepthInputs:
             self.counts.frames_without_depth += 1
             raise ValueError(f"no depth image within {self.depth.window_ns / 1e6:g} ms of the "
                              "colour frame's stamp")
-        return depth_to_metres(depth), k
+        return depth_array(depth), k
 
     def locate(self, header: Header, size: tuple[int, int],
                boxes_xyxy: np.ndarray) -> list[Box3D | None] | None:
         """Each box's 3D box (None: too few valid depths), or None when the frame has no usable
         depth / camera_info (then ``last_problem`` says why)."""
         try:
-            depth_m, k = self._inputs(header, size)
-            boxes = boxes_to_3d(depth_m, boxes_xyxy, k)
+            depth, k = self._inputs(header, size)
+            boxes = boxes_to_3d(depth, boxes_xyxy, k)
         except ValueError as exc:  # includes GeometryError and ImageDecodeError
             self.last_problem = str(exc)
             return None

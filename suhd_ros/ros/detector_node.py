@@ -605,8 +605,9 @@ class SuhdDetectorNode(LifecycleNode):
             boxes = [None] * len(ids)
         camera.detections_3d_pub.publish(detections_3d_to_msg(
             header, boxes, result.scores, result.class_ids, ids))
-        camera.markers_pub.publish(camera.markers.update(
-            header, boxes, result.class_ids, track_ids, names))
+        if camera.markers_pub.get_subscription_count() > 0:  # for rviz2: built when shown
+            camera.markers_pub.publish(camera.markers.update(
+                header, boxes, result.class_ids, track_ids, names))
 
     def _record(self, camera: Camera, header: Header, result: FrameResult, rendered: bool) -> None:
         now_ns = self.get_clock().now().nanoseconds
