@@ -194,3 +194,15 @@ def make_tracker(kind: str, track_threshold: float = DEFAULT_TRACK_THRESHOLD,
     if kind == "none":
         return None
     return ObjectTracker(kind, track_threshold, frame_rate, per_class, **library)
+
+
+def track_detections(tracker: ObjectTracker | None, boxes_xyxy: np.ndarray, scores: np.ndarray,
+                     class_ids: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """One frame's track ids (NO_ID: untracked, or no tracker) and the class ids to publish:
+    a tracked detection takes its track's voted class, so class-agnostic tracking keeps the
+    class stable through a flip of the detector (per class a track only ever sees one class,
+    so the vote changes nothing). What the node and suhd-bag both do with their detections."""
+    if tracker is None:
+        return [NO_ID] * len(scores), class_ids
+    track_ids = tracker.update(boxes_xyxy, scores, class_ids)
+    return np.asarray(track_ids).tolist(), tracker.classes(track_ids, class_ids)

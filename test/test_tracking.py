@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from suhd_ros.tracking import NO_ID, TRACKERS, TrackingError, make_tracker
+from suhd_ros.tracking import (
+    NO_ID,
+    TRACKERS,
+    TrackingError,
+    make_tracker,
+    track_detections,
+)
 
 
 def _frame(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,26 +128,25 @@ def test_class_agnostic_a_flip_keeps_the_track_and_the_vote_keeps_its_class() ->
 
 
 def _published_classes(per_class: bool, classes: list[int]) -> tuple[list[int], list[int]]:
-    """The node's tracking step over frames of one box whose class the detector flips."""
-    from types import SimpleNamespace
-
-    from suhd_ros.detector import FrameResult
-    from suhd_ros.ros.detector_node import SuhdDetectorNode
-
-    camera = SimpleNamespace(tracker=make_tracker("bytetrack", per_class=per_class))
+    """The node's and suhd-bag's tracking step over frames of one box whose class the
+    detector flips: track ids and the classes published."""
+    tracker = make_tracker("bytetrack", per_class=per_class)
     ids, published = [], []
     for class_id in classes:
-        result = FrameResult(np.array([[10.0, 10, 60, 60]], np.float32),
-                             np.array([0.9], np.float32), np.array([class_id]), None, 0.0)
-        ids += SuhdDetectorNode._track(camera, result)
-        published.append(int(result.class_ids[0]))
+        frame_ids, frame_classes = track_detections(
+            tracker, np.array([[10.0, 10, 60, 60]], np.float32), np.array([0.9], np.float32),
+            np.array([class_id]))
+        ids += frame_ids
+        published.append(int(frame_classes[0]))
     return ids, published
 
 
-def test_the_node_publishes_the_voted_class_of_a_class_agnostic_track() -> None:
+def test_the_voted_class_of_a_class_agnostic_track_is_published() -> None:
     ids, published = _published_classes(False, [3, 3, 3, 5, 3])
     assert ids[1] != NO_ID and set(ids[1:]) == {ids[1]}  # ByteTrack confirms on frame 2
     assert published == [3, 3, 3, 3, 3]  # the flip to 5 is published as the track's class
     ids, published = _published_classes(True, [3, 3, 3, 5, 5, 5, 3])
     assert published == [3, 3, 3, 5, 5, 5, 3]
     assert ids[5] not in (NO_ID, ids[2])  # per class: the flip is another track
+    assert track_detections(None, np.zeros((2, 4)), np.ones(2), np.array([4, 5]))[0] == [
+        NO_ID, NO_ID]

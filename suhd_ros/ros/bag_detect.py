@@ -57,7 +57,13 @@ from suhd_ros.ros.detector_node import camera_keys
 from suhd_ros.ros.image_encoding import ImageDecodeError
 from suhd_ros.ros.markers import MarkerSet
 from suhd_ros.ros.overlay import draw_detections
-from suhd_ros.tracking import DEFAULT_TRACK_THRESHOLD, NO_ID, ObjectTracker, make_tracker
+from suhd_ros.tracking import (
+    DEFAULT_TRACK_THRESHOLD,
+    NO_ID,
+    ObjectTracker,
+    make_tracker,
+    track_detections,
+)
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -385,9 +391,8 @@ class BagDetection:
             [rgb], score_threshold=s.score_threshold, iou_threshold=s.iou_threshold,
             max_detections=s.max_detections, classes=list(s.classes) or None,
             count_spikes=self._statistics.count_spikes(s.energy_every_n))[0]
-        track_ids = (camera.tracker.update(result.boxes_xyxy, result.scores, result.class_ids)
-                     if camera.tracker is not None
-                     else np.full(len(result.scores), NO_ID)).tolist()
+        track_ids, result.class_ids = track_detections(
+            camera.tracker, result.boxes_xyxy, result.scores, result.class_ids)
         ids = [str(t) if t != NO_ID else "" for t in track_ids]
         self.writer.write(f"{camera.prefix}detections", log_ns, detections_to_msg(
             header, result.boxes_xyxy, result.scores, result.class_ids, ids))

@@ -75,6 +75,7 @@ from suhd_ros.tracking import (
     TRACKERS,
     ObjectTracker,
     make_tracker,
+    track_detections,
 )
 
 try:  # Iron and newer
@@ -562,7 +563,8 @@ class SuhdDetectorNode(LifecycleNode):
             iou_threshold=live.iou_threshold, max_detections=live.max_detections,
             classes=list(live.classes) or None, count_spikes=count_spikes, cancel=self._stop)
         for (camera, header, rgb), result in zip(frames, results, strict=True):
-            track_ids = self._track(camera, result)
+            track_ids, result.class_ids = track_detections(
+                camera.tracker, result.boxes_xyxy, result.scores, result.class_ids)
             ids = [str(t) if t != NO_ID else "" for t in track_ids]
             camera.detections_pub.publish(detections_to_msg(
                 header, result.boxes_xyxy, result.scores, result.class_ids, ids))
@@ -577,18 +579,6 @@ class SuhdDetectorNode(LifecycleNode):
                                           result.class_ids, detector.names, info, track_ids)
                 camera.overlay_pub.publish(rgb_to_image(overlay, header))
             self._record(camera, header, result, rendered)
-
-    @staticmethod
-    def _track(camera: Camera, result: FrameResult) -> list[int]:
-        """Track ids of the frame's detections (NO_ID: untracked). A tracked detection takes
-        its track's voted class: class-agnostic tracking keeps a track through a class flip of
-        the detector, and the vote keeps the class published for it stable (per class, a track
-        only ever sees one class, so the vote changes nothing)."""
-        if camera.tracker is None:
-            return [NO_ID] * len(result.scores)
-        track_ids = camera.tracker.update(result.boxes_xyxy, result.scores, result.class_ids)
-        result.class_ids = camera.tracker.classes(track_ids, result.class_ids)
-        return np.asarray(track_ids).tolist()
 
     def _publish_3d(self, camera: Camera, header: Header, shape: tuple[int, ...],
                     result: FrameResult, tracks: tuple[list[int], list[str]],
