@@ -31,7 +31,8 @@ STAGE_1, STAGE_2, STAGE_3, RUN = (
     ROOT / "runs" / name for name in ("default", "continue", "stage3", "stage4")
 )
 COMMON = ["--size", "n", "--scene-size", "320", "--train-images", "1500", "--val-images", "200",
-          "--batch-size", "16", "--nominal-batch", "16", "--threads", "2", "--no-progress"]
+          "--batch-size", "16", "--nominal-batch", "16", "--threads", "2", "--no-progress",
+          "--no-val-multi-label"]  # the stages chose their best epochs by one class per box
 STAGES = [
     ["--out-dir", str(STAGE_1), "--epochs", "30", "--img-size", "320", *COMMON],
     ["--out-dir", str(STAGE_2), "--epochs", "50", "--warmup-epochs", "1", "--seed", "1",

@@ -23,6 +23,7 @@ from suhd_ros.training.loop import (
     TrainConfig,
     _warn_fork_unsafe,
     epoch_indices,
+    evaluate,
     make_model,
     make_optimizer,
     make_sources,
@@ -260,3 +261,16 @@ def test_no_worker_is_forked_from_a_process_that_loaded_onnx_runtime(monkeypatch
         assert worker_count(TrainConfig(workers=0)) == 0
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "onnxruntime" in warnings[0]
+
+
+def test_validation_scores_as_yolov5_or_as_the_node_publishes():
+    """val_multi_label (default, YOLOv5's val.py) ranks a box under every class above the
+    score threshold; off, one class per box. On the default model the two differ."""
+    from suhd_ros.paths import default_model_path
+
+    model = build_model(load_model_file(default_model_path())).eval()
+    config = replace(TINY, img_size=416, scene_size=320, val_images=12, batch_size=6)
+    _, val_source = make_sources(config)
+    multi = evaluate(model, val_source, config)
+    single = evaluate(model, val_source, replace(config, val_multi_label=False))
+    assert multi["map50_95"] != single["map50_95"] and multi["map50"] >= single["map50"] - 0.01
