@@ -70,6 +70,7 @@ DECLARED: dict[str, Spec] = {
     "track_threshold": Spec(Type.DOUBLE, (0.0, 1.0)),
     "track_per_class": Spec(Type.BOOL),
     "depth": Spec(Type.BOOL),
+    "depth_transport": Spec(Type.STRING),
     "depth_window_ms": Spec(Type.DOUBLE, (0.0, 1000.0)),
     "depth_queue": Spec(Type.INTEGER, (1, 100)),
     "autostart": Spec(Type.BOOL),
@@ -89,6 +90,7 @@ DISALLOWED_STRINGS = {
     "backend": ["tensorrt", "ORT", ""],
     "tracker": ["deepsort", "ByteTrack", ""],
     "input_transport": ["theora", "Raw", ""],
+    "depth_transport": ["compressed", "compresseddepth", ""],
     "qos_reliability": ["sometimes", "best effort", ""],
 }
 
