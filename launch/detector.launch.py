@@ -2,7 +2,7 @@
 
     ros2 launch suhd_ros detector.launch.py image:=/camera/image_raw
     ros2 launch suhd_ros detector.launch.py use_sim_camera:=true use_rviz:=true
-    ros2 launch suhd_ros detector.launch.py use_sim_camera:=true tracker:=bytetrack depth:=true
+    ros2 launch suhd_ros detector.launch.py use_sim_camera:=true tracker:=ocsort depth:=true
 
 Stop it with one Ctrl-C, or SIGINT to the `ros2 launch` process (systemd: KillSignal=SIGINT;
 docker: STOPSIGNAL SIGINT): launch then stops the nodes it started, and they exit with status 0.
