@@ -81,6 +81,12 @@ _COMPRESSED_DEPTH_HEADER = struct.Struct("<iff")
 def compressed_depth_to_metres(msg: CompressedImage) -> np.ndarray:
     """A compressedDepth CompressedImage ("16UC1; compressedDepth png", or 32FC1) as float32
     metres, NaN where invalid; ImageDecodeError says why not."""
+    return depth_in_metres(compressed_depth_array(msg))
+
+
+def compressed_depth_array(msg: CompressedImage) -> np.ndarray:
+    """A compressedDepth image's depths in a form box_to_3d takes: 16UC1's millimetres as they
+    are (converted only inside the boxes), 32FC1's inverse depth as metres."""
     encoding, _, kind = (part.strip() for part in msg.format.partition(";"))
     if not kind.startswith("compressedDepth") or encoding not in ("16UC1", "32FC1"):
         raise ImageDecodeError(f"expected a compressedDepth 16UC1 or 32FC1 image, found format "
@@ -95,18 +101,18 @@ def compressed_depth_to_metres(msg: CompressedImage) -> np.ndarray:
     if png is None or png.dtype != np.uint16 or png.ndim != 2:
         raise ImageDecodeError("compressedDepth image: its payload is not a 16-bit grey PNG")
     if encoding == "16UC1":
-        return depth_in_metres(png)
+        return png
     values = png.astype(np.float32)
     with np.errstate(divide="ignore"):
         metres = np.where(png == 0, np.nan, np.float32(quant_a) / (values - np.float32(quant_b)))
-    return depth_in_metres(metres.astype(np.float32))
+    return metres.astype(np.float32)
 
 
 def depth_array(msg: Image | CompressedImage) -> np.ndarray:
     """A depth image of either transport (raw Image, compressedDepth) in a form box_to_3d
-    takes: a raw image's own values, a compressedDepth image's metres."""
+    takes, unconverted where it can be."""
     if isinstance(msg, CompressedImage):
-        return compressed_depth_to_metres(msg)
+        return compressed_depth_array(msg)
     return depth_image_array(msg)
 
 
