@@ -397,7 +397,7 @@ class BagDetection:
         self.writer.write(f"{camera.prefix}detections", log_ns, detections_to_msg(
             header, result.boxes_xyxy, result.scores, result.class_ids, ids))
         if camera.depth is not None:
-            self._write_3d(camera, header, log_ns, rgb.shape, result, track_ids)
+            self._write_3d(camera, header, log_ns, rgb.shape, result, (track_ids, ids))
         if s.overlay != "none":
             image = draw_detections(rgb, result.boxes_xyxy, result.scores, result.class_ids,
                                     self.detector.names, track_ids=track_ids)
@@ -413,15 +413,15 @@ class BagDetection:
                                  rgb.shape[1], rgb.shape[0])
 
     def _write_3d(self, camera: _Camera, header: Header, log_ns: int, shape: tuple[int, ...],
-                  result: FrameResult, track_ids: list[int]) -> None:
+                  result: FrameResult, tracks: tuple[list[int], list[str]]) -> None:
         """detections_3d and markers under the colour image's header (the node's _publish_3d);
         a frame without matching depth or camera_info has none located (counted in the 3D
         diagnostics, whose message says why)."""
         assert camera.depth is not None
+        track_ids, ids = tracks
         boxes = camera.depth.locate(header, (shape[1], shape[0]), result.boxes_xyxy)
         if boxes is None:
             boxes = [None] * len(track_ids)
-        ids = [str(t) if t != NO_ID else "" for t in track_ids]
         self.writer.write(f"{camera.prefix}detections_3d", log_ns, detections_3d_to_msg(
             header, boxes, result.scores, result.class_ids, ids))
         self.writer.write(f"{camera.prefix}markers", log_ns, camera.markers.update(
