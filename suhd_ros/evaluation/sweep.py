@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -133,15 +133,10 @@ def sweep(model_path: str, scenes: LabelledImages, configs: Sequence[RunConfig],
           names: Sequence[str] | None = None) -> list[dict]:
     """One evaluated row per configuration, each tagged with its settings and label; every
     configuration runs on `backend` (see Detector)."""
-    rows = []
-    for config in configs:
-        detector = Detector(model_path, device, config.engine, config.T, config.f_c,
-                            coding=config.coding, backend=backend)
-        rows.append({"label": config.label, **asdict(config),
-                     **evaluate(detector, scenes, multi_label=multi_label, names=names)})
-        if progress:
-            progress(rows[-1])
-    return rows
+    runs = (({"label": config.label, **asdict(config)},
+             Detector(model_path, device, config.engine, config.T, config.f_c,
+                      coding=config.coding, backend=backend)) for config in configs)
+    return _score(runs, scenes, progress, multi_label, names)
 
 
 def own_setting(detector: Detector) -> RunConfig:
@@ -155,12 +150,19 @@ def compare(detectors: Sequence[Detector], scenes: LabelledImages,
     """Rows for other SNN model files (e.g. quantisation-aware fine-tuned ones), each run as
     loaded (its own T, f_c and coding), labelled with its file name; a table scores every row
     against its ANN row, so the float ANN they came from stays the 1.000 reference."""
+    runs = (({"label": f"{d.model_path.name}: {own_setting(d).label}",
+              **asdict(own_setting(d)), "model": str(d.model_path)}, d) for d in detectors)
+    return _score(runs, scenes, progress, multi_label, names)
+
+
+def _score(runs: Iterable[tuple[dict, Detector]], scenes: LabelledImages,
+           progress: Callable[[dict], None] | None, multi_label: bool,
+           names: Sequence[str] | None) -> list[dict]:
+    """Each run's tags with its evaluated figures; a detector is made only when its turn
+    comes (one network in memory at a time)."""
     rows = []
-    for detector in detectors:
-        config = own_setting(detector)
-        rows.append({"label": f"{detector.model_path.name}: {config.label}", **asdict(config),
-                     "model": str(detector.model_path),
-                     **evaluate(detector, scenes, multi_label=multi_label, names=names)})
+    for tags, detector in runs:
+        rows.append({**tags, **evaluate(detector, scenes, multi_label=multi_label, names=names)})
         if progress:
             progress(rows[-1])
     return rows
