@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from supervision import box_iou_batch as box_iou
 
 from suhd_ros.tracking import (
     NO_ID,
@@ -150,3 +151,41 @@ def test_the_voted_class_of_a_class_agnostic_track_is_published() -> None:
     assert ids[5] not in (NO_ID, ids[2])  # per class: the flip is another track
     assert track_detections(None, np.zeros((2, 4)), np.ones(2), np.array([4, 5]))[0] == [
         NO_ID, NO_ID]
+
+
+def _crossing_sequence(frames: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Objects of classes 0 and 1 crossing (IoU up to 0.5, below DUPLICATE_IOU), and one of
+    class 1 appearing where one of class 0 was lost; each missed now and then."""
+    rng = np.random.default_rng(3)
+    out = []
+    for f in range(frames):
+        boxes = [[100.0 + 5 * f, 100, 160 + 5 * f, 160], [300.0 - 4 * f, 120, 360 - 4 * f, 180],
+                 [400.0, 300 + 3 * f, 460, 360 + 3 * f]]
+        keep = [i for i in range(3) if rng.random() > 0.25 and (i < 2 or f != 25)]
+        classes = np.array([0, 1, 0 if f < 25 else 1])[keep]
+        out.append((np.array(boxes, np.float32)[keep] + rng.normal(0, 1, (len(keep), 4)),
+                    rng.uniform(0.5, 0.9, len(keep)), classes))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["ocsort", "bytetrack"])
+def test_per_class_tracking_equals_tracking_each_class_alone(kind: str) -> None:
+    """One library tracker serves all classes; each class must be tracked exactly as a tracker
+    given that class alone tracks it (the same IDs up to renumbering)."""
+    sequence = _crossing_sequence(50)
+    assert max(box_iou(boxes[classes == 0], boxes[classes == 1]).max(initial=0.0)
+               for boxes, _, classes in sequence) > 0.4
+    joint = make_tracker(kind)
+    joint_ids = [joint.update(*frame) for frame in sequence]
+    by_class: list[set[int]] = []
+    for class_id in (0, 1):
+        alone = make_tracker(kind)
+        pairs = set()
+        for (boxes, scores, classes), ids in zip(sequence, joint_ids, strict=True):
+            mine = classes == class_id
+            own = alone.update(boxes[mine], scores[mine], classes[mine])
+            pairs |= set(zip(ids[mine].tolist(), own.tolist(), strict=True))
+        assert len({a for a, _ in pairs}) == len(pairs) == len({b for _, b in pairs})
+        assert any(a != NO_ID for a, _ in pairs)
+        by_class.append({a for a, _ in pairs} - {NO_ID})
+    assert not by_class[0] & by_class[1]  # no ID went from one class to the other
