@@ -40,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from suhd_ros.detector import Detector
-from suhd_ros.geometry import Intrinsics, boxes_to_3d, depth_in_metres
+from suhd_ros.geometry import Intrinsics, box_iou, boxes_to_3d, depth_in_metres
 from suhd_ros.ros.depth_inputs import DepthInputs, detections_3d_to_msg
 from suhd_ros.ros.markers import MarkerSet
 from suhd_ros.synthetic.sequence import SceneSequence, SequenceFrame
@@ -57,21 +57,11 @@ CACHE_SCORE = 0.05  # detections kept in the cache: below every threshold swept
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes xyxy, scores, class ids
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes, [len(a), len(b)] (motmetrics' own needs numpy < 2)."""
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def match(truth: np.ndarray, found: np.ndarray) -> list[tuple[int, int]]:
     """(truth index, detection index) pairs with IoU >= MATCH_IOU, one to one."""
     if not len(truth) or not len(found):
         return []
-    overlap = iou(truth, found)
+    overlap = box_iou(truth, found)
     rows, cols = linear_sum_assignment(-overlap)
     return [(r, c) for r, c in zip(rows, cols, strict=True) if overlap[r, c] >= MATCH_IOU]
 
@@ -81,9 +71,9 @@ def ignored(frame: SequenceFrame, boxes: np.ndarray) -> np.ndarray:
     positives, as in MOT benchmarks' ignore regions."""
     if not len(boxes) or not len(frame.hidden_boxes_xyxy):
         return np.zeros(len(boxes), bool)
-    hidden = iou(boxes, frame.hidden_boxes_xyxy).max(axis=1) >= MATCH_IOU
+    hidden = box_iou(boxes, frame.hidden_boxes_xyxy).max(axis=1) >= MATCH_IOU
     if len(frame.boxes_xyxy):
-        hidden &= iou(boxes, frame.boxes_xyxy).max(axis=1) < MATCH_IOU
+        hidden &= box_iou(boxes, frame.boxes_xyxy).max(axis=1) < MATCH_IOU
     return hidden
 
 
@@ -218,7 +208,7 @@ def tracking_metrics(frames: Sequence[TruthFrame], detections: list[Detections],
         with Stopwatch(times):
             ids = tracker.update(boxes, scores, class_ids)
         tracked = (ids != NO_ID) & ~ignored(frame, boxes)
-        distance = 1.0 - iou(frame.boxes_xyxy, boxes[tracked])
+        distance = 1.0 - box_iou(frame.boxes_xyxy, boxes[tracked])
         distance[distance > 1.0 - MATCH_IOU] = np.nan
         accumulator.update(frame.track_ids.tolist(), ids[tracked].tolist(), distance)
     summary = motmetrics.metrics.create().compute(

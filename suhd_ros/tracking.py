@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from suhd_ros.geometry import box_iou
+
 # parameter value -> class name in `trackers`; "none" assigns no IDs
 TRACKERS: dict[str, str | None] = {
     "none": None,
@@ -113,7 +115,6 @@ class ObjectTracker:
         self._votes: dict[int, dict[int, float]] = {}  # ID -> class -> summed score
         supervision = importlib.import_module("supervision")
         self._detections = supervision.Detections
-        self._box_iou = supervision.box_iou_batch
 
     def update(self, boxes_xyxy: np.ndarray, scores: np.ndarray,
                class_ids: np.ndarray) -> np.ndarray:
@@ -166,7 +167,7 @@ class ObjectTracker:
         them by DUPLICATE_IOU or more."""
         if len(boxes) < 2:
             return np.arange(len(boxes))
-        overlap = self._box_iou(boxes, boxes)
+        overlap = box_iou(boxes, boxes)
         kept: list[int] = []
         for i in np.argsort(-scores, kind="stable").tolist():
             if all(overlap[i, j] < DUPLICATE_IOU for j in kept):

@@ -18,6 +18,7 @@ from suhd_ros.ros.conversions import diagnostic_values
 from suhd_ros.ros.depth_inputs import (
     DepthInputs,
     compressed_depth_to_metres,
+    depth_image_array,
     depth_image_to_metres,
     detections_3d_to_msg,
 )
@@ -47,9 +48,12 @@ def _info(ms: int, width: int = 64, height: int = 48, k: Intrinsics = K) -> Came
 
 
 @pytest.mark.parametrize("bigendian", [False, True])
-def test_16uc1_millimetres_with_padding_and_byte_order(bigendian: bool) -> None:
+@pytest.mark.parametrize("pad", [6, 3])  # 3: rows start at odd bytes, uint16 unaligned
+def test_16uc1_millimetres_with_padding_and_byte_order(bigendian: bool, pad: int) -> None:
     mm = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64)
-    metres = depth_image_to_metres(_depth_msg(mm, 0, "16UC1", pad=6, bigendian=bigendian))
+    msg = _depth_msg(mm, 0, "16UC1", pad=pad, bigendian=bigendian)
+    assert np.array_equal(depth_image_array(msg), mm)
+    metres = depth_image_to_metres(msg)
     assert np.isnan(metres[0, 0])
     assert metres[47, 63] == pytest.approx(mm[47, 63] / 1000.0)
     assert metres.dtype == np.float32 and metres.shape == (48, 64)

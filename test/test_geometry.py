@@ -8,6 +8,7 @@ import pytest
 from suhd_ros.geometry import (
     GeometryError,
     Intrinsics,
+    box_iou,
     box_to_3d,
     boxes_to_3d,
     depth_in_metres,
@@ -124,3 +125,12 @@ def test_intrinsics_refuse_an_uncalibrated_camera_and_a_misaligned_depth() -> No
     assert k == K
     with pytest.raises(GeometryError, match="not aligned"):
         boxes_to_3d(np.zeros((240, 320), np.float32), np.zeros((1, 4)), k)
+
+
+def test_box_iou_of_known_pairs() -> None:
+    a = np.array([[0.0, 0, 10, 10], [0, 0, 0, 0]])
+    b = np.array([[5.0, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10], [0, 0, 10, 5]])
+    overlap = box_iou(a, b)
+    assert overlap.shape == (2, 4)
+    assert overlap[0].tolist() == pytest.approx([1 / 3, 0.0, 1.0, 0.5])
+    assert overlap[1].tolist() == [0.0, 0.0, 0.0, 0.0]  # an empty box overlaps nothing

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from supervision import box_iou_batch as box_iou
 
+from suhd_ros.geometry import box_iou
 from suhd_ros.tracking import (
     NO_ID,
     TRACKERS,

@@ -17,7 +17,6 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from geometry_msgs.msg import Pose
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
@@ -39,7 +38,8 @@ def depth_image_to_metres(msg: Image) -> np.ndarray:
 
 def depth_image_array(msg: Image) -> np.ndarray:
     """A depth Image's values as they are (uint16 millimetres or float32 metres, native byte
-    order), unconverted: 3D converts only the boxes' pixels (geometry.box_to_3d)."""
+    order), unconverted: 3D converts only the boxes' pixels (geometry.box_to_3d). A view of the
+    message's buffer where the byte order is native (a copy of 600 kB per frame saved)."""
     dtype = _DEPTH_TYPES.get(msg.encoding)
     if dtype is None:
         raise ImageDecodeError(f"depth encoding must be one of {list(_DEPTH_TYPES)}, "
@@ -52,7 +52,7 @@ def depth_image_array(msg: Image) -> np.ndarray:
                                f"found {data.size}")
     rows = data.reshape(msg.height, msg.step)[:, :row]
     byte_order = ">" if msg.is_bigendian else "<"
-    return rows.copy().view(dtype.newbyteorder(byte_order)).astype(dtype, copy=False)
+    return rows.view(dtype.newbyteorder(byte_order)).astype(dtype, copy=False)
 
 
 def depth_to_image(depth_mm: np.ndarray, header: Header) -> Image:
@@ -214,11 +214,12 @@ def detections_3d_to_msg(header: Header, boxes: list[Box3D | None], scores: np.n
                                               np.asarray(class_ids).tolist(), ids, strict=True):
         if box is None:
             continue
-        pose = Pose()
+        # the messages' nested defaults are filled in place: building a Pose and assigning it
+        # costs a third more per object
+        detection = Detection3D(header=header, id=track_id)
+        pose = detection.bbox.center
         pose.position.x, pose.position.y, pose.position.z = box.center
         pose.orientation.w = 1.0
-        detection = Detection3D(header=header, id=track_id)
-        detection.bbox.center = pose
         detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = box.size
         hypothesis = ObjectHypothesisWithPose()
         hypothesis.hypothesis.class_id = str(int(class_id))
