@@ -105,33 +105,31 @@ def depth_in_metres(depth: np.ndarray) -> np.ndarray:
     uint16 is millimetres (16UC1), 0 invalid; float is metres (32FC1), 0, negative, NaN and inf
     invalid.
     """
-    metres = _metres(depth).copy()
+    unit = metres_per_unit(depth)
+    metres = depth.astype(np.float32)
+    if unit != 1.0:
+        metres *= np.float32(unit)
     metres[~_valid(depth)] = np.nan
     return metres
 
 
-def valid_depths(depth: np.ndarray) -> np.ndarray:
-    """The valid depths of an image (or a patch of one) in metres, float32, flattened: what
-    depth_in_metres leaves finite, without building the NaN image."""
-    return _metres(depth[_valid(depth)].reshape(1, -1)).ravel()
-
-
-def _valid(depth: np.ndarray) -> np.ndarray:
+def metres_per_unit(depth: np.ndarray) -> float:
+    """0.001 for uint16 millimetres, 1 for float metres; GeometryError for anything else."""
     if depth.ndim != 2:
         raise GeometryError(f"a depth image must be H x W, found shape {depth.shape}")
     if depth.dtype == np.uint16:
-        return depth != 0
+        return 0.001
     if depth.dtype.kind != "f":
         raise GeometryError(
             f"depth must be uint16 millimetres or float metres, found {depth.dtype}")
-    return np.isfinite(depth) & (depth > 0)
+    return 1.0
 
 
-def _metres(depth: np.ndarray) -> np.ndarray:
-    """float32 metres of a checked depth array (a new array for uint16, else maybe a view)."""
+def _valid(depth: np.ndarray) -> np.ndarray:
+    """Where a checked depth array has a value."""
     if depth.dtype == np.uint16:
-        return depth.astype(np.float32) * np.float32(0.001)
-    return depth.astype(np.float32, copy=False)
+        return depth != 0
+    return np.isfinite(depth) & (depth > 0)
 
 
 def _window(box: Sequence[float], width: int,
@@ -148,13 +146,14 @@ def _window(box: Sequence[float], width: int,
 
 def nearest_mode(depths: np.ndarray) -> np.ndarray:
     """The depths of the nearest cluster holding at least MODE_SUPPORT of ``depths`` (all
-    finite, > 0), else of the largest cluster (see the module docstring), sorted.
+    finite, > 0, in any unit: the bins are relative), else of the largest cluster (see the
+    module docstring), sorted.
 
     On the sorted depths every log-depth bin, and so the cluster (a bin and its two neighbours),
     is a contiguous run: counting takes one search of the bin edges, and the percentiles are
     read off the run by index.
     """
-    ordered = np.sort(depths)
+    ordered = np.sort(depths, kind="stable")  # a radix sort for uint16 millimetres
     nearest, count = float(ordered[0]), ordered.size
     bins = int(math.log(float(ordered[-1]) / nearest) / MODE_BIN) + 1
     edges = nearest * np.exp(MODE_BIN * np.arange(1, bins))
@@ -187,12 +186,14 @@ def box_to_3d(depth: np.ndarray, box_xyxy: np.ndarray, k: Intrinsics) -> Box3D |
     left, top, right, bottom = window
     step = max(1, math.ceil(math.sqrt((right - left) * (bottom - top) / MAX_DEPTH_SAMPLES)))
     patch = depth[top:bottom:step, left:right:step]
-    valid = valid_depths(patch)
+    unit = metres_per_unit(patch)
+    valid = patch[_valid(patch)]  # in the image's unit: only three of them become metres
     if valid.size < max(MIN_VALID_PIXELS, MIN_VALID_FRACTION * patch.size):
         return None
     surface = nearest_mode(valid)
     # 10th, 50th and 90th percentile (nearest rank) of the sorted surface
-    near, z, far = (float(surface[round(q * (surface.size - 1))]) for q in (0.1, 0.5, 0.9))
+    near, z, far = (float(surface[round(q * (surface.size - 1))]) * unit
+                    for q in (0.1, 0.5, 0.9))
     x1, y1, x2, y2 = box
     u = (x1 + x2) / 2.0 - 0.5
     v = (y1 + y2) / 2.0 - 0.5

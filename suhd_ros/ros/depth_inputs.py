@@ -145,6 +145,7 @@ class DepthInputs:
         self.counts = DepthCounts()
         self._reported = DepthCounts()
         self.last_problem = ""
+        self._info_read: tuple[CameraInfo, Intrinsics] | None = None
 
     def on_depth(self, msg: Image | CompressedImage) -> None:
         self.depth.add(stamp_ns(msg.header), msg)
@@ -164,7 +165,7 @@ class DepthInputs:
             raise ValueError(f"camera_info is {info.width}x{info.height} but the colour image "
                              f"is {width}x{height}")
         try:
-            k = intrinsics_from_info(info)
+            k = self._intrinsics(info)
         except GeometryError:
             self.counts.frames_without_camera_info += 1
             raise
@@ -174,6 +175,13 @@ class DepthInputs:
             raise ValueError(f"no depth image within {self.depth.window_ns / 1e6:g} ms of the "
                              "colour frame's stamp")
         return depth_array(depth), k
+
+    def _intrinsics(self, info: CameraInfo) -> Intrinsics:
+        """The newest camera_info's intrinsics, read once per message (a camera sends the same
+        one with every frame)."""
+        if self._info_read is None or self._info_read[0] is not info:
+            self._info_read = (info, intrinsics_from_info(info))
+        return self._info_read[1]
 
     def locate(self, header: Header, size: tuple[int, int],
                boxes_xyxy: np.ndarray) -> list[Box3D | None] | None:
