@@ -50,6 +50,7 @@ from suhd_ros.tracking import (
     NO_ID,
     TRACKERS,
     make_tracker,
+    track_detections,
 )
 
 MATCH_IOU = 0.5
@@ -195,8 +196,8 @@ class Stopwatch:
 def tracking_metrics(frames: Sequence[TruthFrame], detections: list[Detections],
                      kind: str = DEFAULT_TRACKER, **settings: Any
                      ) -> tuple[dict[str, float], list[tuple[float, float]]]:
-    """motmetrics' summary for one tracker over the sequence, and its update times (wall, CPU)
-    [ms].
+    """motmetrics' summary for one tracker over the sequence, and its times per frame (wall,
+    CPU) [ms].
 
     ``detections`` are what the tracker is given; a detection counts as output when the
     tracker gave it an ID (an unconfirmed track's first frames count as misses, as the node
@@ -205,8 +206,8 @@ def tracking_metrics(frames: Sequence[TruthFrame], detections: list[Detections],
     accumulator = motmetrics.MOTAccumulator(auto_id=True)
     times: list[tuple[float, float]] = []
     for frame, (boxes, scores, class_ids) in zip(frames, detections, strict=True):
-        with Stopwatch(times):
-            ids = tracker.update(boxes, scores, class_ids)
+        with Stopwatch(times):  # what the node pays: IDs and the voted classes
+            ids = np.array(track_detections(tracker, boxes, scores, class_ids)[0], np.int64)
         tracked = (ids != NO_ID) & ~ignored(frame, boxes)
         distance = 1.0 - box_iou(frame.boxes_xyxy, boxes[tracked])
         distance[distance > 1.0 - MATCH_IOU] = np.nan
@@ -243,9 +244,11 @@ class DepthCost:
 
 
 def sequence_detections(args: argparse.Namespace, with_3d: bool
-                        ) -> tuple[list[TruthFrame], list[Detections], list[str]]:
+                        ) -> tuple[list[TruthFrame], list[Detections], list[str],
+                                   list[tuple[float, float]]]:
     """Truth and detections (down to CACHE_SCORE) of the sequence, from the cache when it has
-    them; with_3d: also the 3D errors and cost, which draw the frames (report lines)."""
+    them; with_3d: also the 3D errors and cost, which draw the frames (report lines, and the 3D
+    step's times per frame)."""
     key = {"seed": args.seed, "frames": args.frames, "width": args.width,
            "height": args.height, "score": CACHE_SCORE, "model": float(bool(args.model))}
     path = Path(args.cache) / f"seed{args.seed}_{args.frames}_{args.width}x{args.height}.npz" \
@@ -253,7 +256,7 @@ def sequence_detections(args: argparse.Namespace, with_3d: bool
     cached = load_cache(path, key) if path else None
     lines: list[str] = []
     if cached is not None and not with_3d:
-        return *cached, [f"detections from {path}"]
+        return *cached, [f"detections from {path}"], []
     detector = None if cached else Detector(args.model, "cpu", threads=1)
     sequence = SceneSequence(args.seed, args.width, args.height)
     errors = {"detector boxes": CentreErrors(), "truth boxes": CentreErrors()}
@@ -289,7 +292,7 @@ def sequence_detections(args: argparse.Namespace, with_3d: bool
                      f"thread (decode depth Image, locate, Detection3DArray): "
                      f"{_percentiles(cost.times)}; markers, while rviz2 shows them: "
                      f"{_percentiles(cost.marker_times)}")
-    return truth, detections, lines
+    return truth, detections, lines, cost.times
 
 
 def _percentiles(times: list[tuple[float, float]]) -> str:
@@ -325,7 +328,7 @@ def main() -> None:
                    help="one tracker for all classes (the node's track_per_class:=false)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    truth, found, lines = sequence_detections(args, with_3d=True)
+    truth, found, lines, times_3d = sequence_detections(args, with_3d=True)
     print("\n".join(lines))
     oracle = [(t.boxes_xyxy, np.full(len(t.boxes_xyxy), 0.9, np.float32), t.class_ids)
               for t in truth]
@@ -338,6 +341,7 @@ def main() -> None:
           f"given detections >= {args.tracker_input:g}")
     print(f"  {'tracker':10s} {'input':9s} {'MOTA':>7s} {'IDF1':>7s} {'IDsw':>5s} "
           f"{'recall':>7s} {'prec.':>7s} {'MT':>4s}/{'GT':<4s} update ms")
+    combined: list[str] = []
     for kind in args.trackers:
         for source, detections in (("detector", given), ("truth", oracle)):
             m, times = tracking_metrics(truth, detections, kind,
@@ -347,6 +351,11 @@ def main() -> None:
                   f"{int(m['num_switches']):5d} {m['recall']:7.3f} {m['precision']:7.3f} "
                   f"{int(m['mostly_tracked']):4d}/{int(m['num_unique_objects']):<4d} "
                   f"{_percentiles(times)}")
+            if source == "detector":  # the issue's figure: both features, frame by frame
+                both = np.add(np.array(times).reshape(-1, 2), np.array(times_3d).reshape(-1, 2))
+                combined.append(f"  {kind:10s} + 3D  {_percentiles(both.tolist())}")
+    print("\nTracking plus 3D per frame [ms] (the same frames' times added):")
+    print("\n".join(combined))
 
 
 if __name__ == "__main__":

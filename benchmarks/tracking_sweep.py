@@ -69,7 +69,7 @@ def main() -> int:
     sequences = []
     for seed in args.seeds:
         args.seed = seed
-        truth, found, lines = sequence_detections(args, with_3d=False)
+        truth, found, lines, _ = sequence_detections(args, with_3d=False)
         print(f"seed {seed}: {lines[0]}", flush=True)
         sequences.append((truth, found))
     if args.detect_only:
