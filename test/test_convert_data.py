@@ -91,6 +91,8 @@ def test_bad_data_is_one_error_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("suhd-convert: error:") and \
         "no dataset layout recognised" in err[0]
-    assert main([str(ann), "--synthetic", "2", "--threads", "0", "-o", str(out)]) == 2
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([str(ann), "--synthetic", "2", "--threads", "0", "-o", str(out)])
+    assert stop.value.code == 2
+    assert "argument --threads: must be at least 1, found 0" in capsys.readouterr().err
     assert not out.exists()

@@ -29,6 +29,7 @@ from suhd_ros.conversion import (
 )
 from suhd_ros.datasets import open_dataset
 from suhd_ros.snn.coding import DEFAULT_F_C, DEFAULT_T
+from suhd_ros.tools.arguments import at_least_one
 from suhd_ros.yolo.config import DEFAULT_INPUT_SIZE
 
 
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="split of --data to draw calibration images from (default train)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the draw from --data (default 0)")
-    p.add_argument("--max-images", type=int, default=256,
+    p.add_argument("--max-images", type=at_least_one, default=256,
                    help="use at most this many calibration images (default 256)")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="network input size (default: the source's, else "
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="convert a SiLU network, its SiLU layers run as ReLU spiking neurons: "
                         "an approximation the file records and the node states (accuracy "
                         "drops; fine-tuning as ReLU is the better route)")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=at_least_one,
                    help="CPU threads of torch (default: torch's; 1 is steadiest on a shared "
                         "machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -94,11 +95,6 @@ def _calibration_images(args: argparse.Namespace) -> Iterator[np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(format="suhd-convert: %(message)s", level=logging.WARNING)
-    for name in ("max_images", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            print(f"suhd-convert: error: --{name.replace('_', '-')} must be at least 1",
-                  file=sys.stderr)
-            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = ConversionSettings(

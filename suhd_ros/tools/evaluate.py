@@ -43,6 +43,7 @@ from suhd_ros.evaluation.sweep import (
     sweep,
 )
 from suhd_ros.synthetic.scenes import BENCHMARK_SIZE, CLASS_NAMES
+from suhd_ros.tools.arguments import at_least_one
 
 BENCHMARK_IMAGES = 500  # the test scenes docs/results is made from
 
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="your dataset (YOLO data.yaml or folder, COCO JSON or folder, VOC "
                         "folder) instead of the built-in benchmark")
     p.add_argument("--split", default="val", help="split of --data to score (default val)")
-    p.add_argument("--images", type=int,
+    p.add_argument("--images", type=at_least_one,
                    help=f"images to score (default: the benchmark's {BENCHMARK_IMAGES} test "
                         "scenes, or every image of the --data split; fewer are spread evenly "
                         "over the split)")
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="run the networks in PyTorch (default) or as exported ONNX graphs")
-    p.add_argument("--threads", type=int,
+    p.add_argument("--threads", type=at_least_one,
                    help="CPU threads of torch (default: torch's; 1 is steadiest on a shared "
                         "machine)")
     return p
@@ -258,10 +259,6 @@ def _run(args: argparse.Namespace) -> ScoredImages:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(format="suhd-eval: %(message)s", level=logging.WARNING)
-    for name in ("images", "threads"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            print(f"suhd-eval: error: --{name} must be at least 1", file=sys.stderr)
-            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
