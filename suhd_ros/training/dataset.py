@@ -105,21 +105,20 @@ def load_sample(
             tiles = [_tile(source, int(k), img_size) for k in (index, *others)]
             image, boxes, class_ids = mosaic(rng, tiles, img_size)
         else:
-            image, boxes, class_ids = _letterboxed(source, index, img_size, trained_only=True)
+            sample = _letterboxed(source, index, img_size)
+            learned = ~sample.ignore
+            image, boxes, class_ids = (sample.image, sample.boxes_xyxy[learned],
+                                       sample.class_ids[learned])
         return _augmented(rng, image, boxes, class_ids, aug, img_size)
-    image, boxes, class_ids, ignore = _letterboxed(source, index, img_size)
-    return Sample(image, boxes, class_ids, ignore)
+    return _letterboxed(source, index, img_size)
 
 
-def _letterboxed(source: SceneSource, index: int, img_size: int, trained_only: bool = False):
-    """The scene letterboxed to the square input: image, boxes, class ids (and ignore flags,
-    or only the boxes to learn when `trained_only`)."""
+def _letterboxed(source: SceneSource, index: int, img_size: int) -> Sample:
+    """The scene letterboxed to the square input, ignore flags and all."""
     image, boxes, class_ids, ignore = read_scene(source, index)
     image, info = letterbox(image, img_size)
     boxes = letterbox_boxes(boxes, info).reshape(-1, 4)
-    if trained_only:
-        return image, boxes[~ignore], class_ids[~ignore]
-    return image, boxes, np.asarray(class_ids, np.int64), np.asarray(ignore, bool)
+    return Sample(image, boxes, np.asarray(class_ids, np.int64), np.asarray(ignore, bool))
 
 
 def _tile(source: SceneSource, index: int, size: int) -> Tile:
