@@ -134,34 +134,44 @@ def _kind(layer: nn.Module) -> str:
 class _Probe:
     """Fan-outs from the graph, by linearity of everything between spiking layers.
 
-    For each producer l, one forward pass in which l emits ones and every other spiking layer
-    zeros: the sum of each spike-fed conv's input is how many values of l arrive there (concat
-    passes them, a residual add merges them, nearest upsampling by s copies each s * s times;
-    a max-pool stops them, since its own spikes are counted as its own). Then
-    fanout_l = sum_c arrivals_c * synapses_per_input_c / neurons_l.
+    One forward pass in which every producer l emits a_l everywhere (a_l = 1, a leaf of
+    autograd), and each spike-fed conv c adds synapses_per_input_c * sum(its input) to a total
+    R. Between spiking layers there is only concat (passes values), residual add (merges them)
+    and nearest upsampling by s (copies each s * s times); a max-pool stops them, since its own
+    spikes are counted as its own. So R is linear in the a_l, and one backward pass gives
+    dR/da_l = the synapses l's values reach, for every l at once:
+    fanout_l = dR/da_l / neurons_l. Each layer's own input is detached, so autograd records
+    only the glue between layers, not the convolutions.
     """
 
     def __init__(self, snn: nn.Module) -> None:
         self.snn = snn
         self.layers = {n: m for n, m in snn.named_modules() if isinstance(m, SpikingLayer)}
-        self.active: str | None = None
+        self.producers = [n for n, m in self.layers.items() if isinstance(m, SpikeProducer)]
+        self.emit = torch.ones(len(self.producers), dtype=torch.float64, requires_grad=True)
+        self.reached: torch.Tensor | None = None  # R
         self.shapes: dict[str, torch.Size] = {}
-        self.arrivals: dict[str, float] = {}
         self.emitted: dict[str, int] = {}
 
     def _on_output(self, name: str, output: torch.Tensor) -> torch.Tensor | None:
         self.shapes[name] = output.shape[1:]
         self.emitted[name] = self.emitted.get(name, 0) + output[0].numel()
-        if isinstance(self.layers[name], SpikeProducer):
-            return torch.full_like(output, float(name == self.active))
+        if name in self.producers:
+            level = self.emit[self.producers.index(name)].to(output.dtype)
+            return level * torch.ones_like(output)
         return None
 
-    def _on_input(self, name: str, x: torch.Tensor) -> None:
-        self.arrivals[name] = self.arrivals.get(name, 0.0) + float(x.sum())
+    def _on_input(self, name: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        x = inputs[0]
+        if _receives_spikes(self.layers[name]):
+            arrived = x.sum(dtype=torch.float64) * _synapses_per_input(_conv_of(self.layers[name]))
+            self.reached = arrived if self.reached is None else self.reached + arrived
+        return (x.detach(), *inputs[1:])
 
     def run(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
         saved = {m: (m.engine, getattr(m, "record_statistics", None))
                  for m in self.layers.values()}
+        trained = [p for p in self.snn.parameters() if p.requires_grad]
         hooks = []
         for name, layer in self.layers.items():
             layer.engine = "fused"
@@ -169,14 +179,17 @@ class _Probe:
                 layer.record_statistics = False
             hooks.append(layer.register_forward_hook(
                 lambda _m, _i, out, name=name: self._on_output(name, out)))
-            if _receives_spikes(layer):
-                hooks.append(layer.register_forward_pre_hook(
-                    lambda _m, inputs, name=name: self._on_input(name, inputs[0])))
+            hooks.append(layer.register_forward_pre_hook(
+                lambda _m, inputs, name=name: self._on_input(name, inputs)))
         try:
+            for parameter in trained:
+                parameter.requires_grad_(False)
             return self._probe_all(input_shape)
         finally:
             for hook in hooks:
                 hook.remove()
+            for parameter in trained:
+                parameter.requires_grad_(True)
             for layer, (engine, record) in saved.items():
                 layer.engine = engine
                 if record is not None:
@@ -184,19 +197,14 @@ class _Probe:
 
     def _probe_all(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
         device = next(self.snn.buffers()).device
-        x = torch.zeros(1, *input_shape[-3:], device=device)
-        fanouts = {}
-        with torch.no_grad():
-            self.snn(x)  # shapes, and neurons summed over the calls of each layer
-            neurons = dict(self.emitted)
-            for name, layer in self.layers.items():
-                if isinstance(layer, SpikeProducer):
-                    self.active, self.arrivals = name, {}
-                    self.snn(x)
-                    reached = sum(count * _synapses_per_input(_conv_of(self.layers[c]))
-                                  for c, count in self.arrivals.items())
-                    fanouts[name] = reached / neurons[name]
-        return {name: self._node(name, layer, neurons[name], fanouts.get(name, 0.0))
+        with torch.enable_grad():
+            self.snn(torch.zeros(1, *input_shape[-3:], device=device))
+            reached = (torch.autograd.grad(self.reached, self.emit)[0].tolist()
+                       if self.reached is not None else [0.0] * len(self.producers))
+        fanouts = {name: r / self.emitted[name] for name, r in zip(self.producers, reached,
+                                                                    strict=True)
+                   if name in self.emitted}
+        return {name: self._node(name, layer, self.emitted[name], fanouts.get(name, 0.0))
                 for name, layer in self.layers.items() if name in self.shapes}
 
     def _node(self, name: str, layer: nn.Module, emitted: int, fanout: float) -> _Node:
@@ -208,7 +216,7 @@ class _Probe:
 
 class EnergyMeter:
     """Energy reports of one SNN from its recorded spike counts; the graph probe is cached per
-    input size (it costs one forward pass per spiking layer, once)."""
+    input size (it costs one forward and one backward pass, once)."""
 
     def __init__(self, snn: nn.Module, e_mac: float = E_MAC, e_ac: float = E_AC) -> None:
         self.snn = snn
