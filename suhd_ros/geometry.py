@@ -22,9 +22,10 @@ the background's depth; where no cluster has 40 %, the largest one is taken.
 
 The centre is the box centre back-projected at that depth with the intrinsics K (pinhole,
 OpenCV / sensor_msgs/CameraInfo convention: pixel (0, 0)'s centre is at u = v = 0, while the
-detector's boxes count pixel edges, so half a pixel is taken off). The size is the box's width
-and height at that depth and, along the optical axis, the spread of the cluster's depths (10th
-to 90th percentile), at least ``MIN_DEPTH_EXTENT_M``.
+detector's boxes count pixel edges, so half a pixel is taken off), the lens distortion undone
+first when the image is not rectified (camera_info's plumb_bob / rational_polynomial D). The
+size is the box's width and height at that depth and, along the optical axis, the spread of the
+cluster's depths (10th to 90th percentile), at least ``MIN_DEPTH_EXTENT_M``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ MIN_VALID_PIXELS = 4
 MODE_SUPPORT = 0.4
 MODE_BIN = float(np.log(1.04))  # histogram bin width in log depth: 4 % of the depth
 MIN_DEPTH_EXTENT_M = 0.01  # a flat object still gets a visible box along the optical axis
+UNDISTORT_ITERATIONS = 20  # fixed-point steps undoing lens distortion (OpenCV's default is 5)
 # A larger box is read on a regular grid of about this many pixels (every k-th row and column):
 # the statistics need a few thousand samples, not all of a near object's 10^4-10^5, whose
 # partial sort made the 3D step's cost grow with the objects' size.
@@ -58,8 +60,12 @@ class GeometryError(ValueError):
 @dataclass(frozen=True)
 class Intrinsics:
     """Pinhole intrinsics of the (colour) image the boxes belong to, and its size (OpenCV
-    convention: pixel (0, 0)'s centre at u = v = 0). The synthetic sequence's camera is one
-    too."""
+    convention: pixel (0, 0)'s centre at u = v = 0), with the lens distortion of an image that
+    was not rectified. The synthetic sequence's camera is one too.
+
+    ``distortion``: OpenCV's (and CameraInfo's plumb_bob / rational_polynomial) coefficients
+    k1, k2, p1, p2[, k3[, k4, k5, k6]]; empty for none.
+    """
 
     fx: float
     fy: float
@@ -67,18 +73,53 @@ class Intrinsics:
     cy: float
     width: int
     height: int
+    distortion: tuple[float, ...] = ()
 
     @classmethod
-    def from_k(cls, k: Sequence[float], width: int, height: int) -> Intrinsics:
+    def from_k(cls, k: Sequence[float], width: int, height: int,
+               distortion: Sequence[float] = ()) -> Intrinsics:
         """From CameraInfo's row-major 3 x 3 K; a zero focal length (an uncalibrated camera
-        publishes all zeros) or a size of zero is an error."""
+        publishes all zeros) or a size of zero is an error. All-zero distortion is none."""
         fx, fy, cx, cy = float(k[0]), float(k[4]), float(k[2]), float(k[5])
         if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
             raise GeometryError(f"K has no usable focal length (fx={fx}, fy={fy}): "
                                 "an uncalibrated camera_info")
         if width <= 0 or height <= 0:
             raise GeometryError(f"camera_info size must be positive, found {width}x{height}")
-        return cls(fx, fy, cx, cy, int(width), int(height))
+        coefficients = tuple(float(c) for c in distortion)
+        if len(coefficients) > 8 or not all(math.isfinite(c) for c in coefficients):
+            raise GeometryError(f"distortion must be up to 8 finite coefficients (k1 k2 p1 p2 "
+                                f"k3 k4 k5 k6), found {list(coefficients)}")
+        return cls(fx, fy, cx, cy, int(width), int(height),
+                   coefficients if any(coefficients) else ())
+
+    def ray(self, u: float, v: float) -> tuple[float, float]:
+        """(x, y) of the ray (x, y, 1) that pixel (u, v) sees: K's inverse, then the lens
+        distortion undone by fixed-point iteration (as OpenCV's undistortPoints does)."""
+        x0, y0 = (u - self.cx) / self.fx, (v - self.cy) / self.fy
+        if not self.distortion:
+            return x0, y0
+        x, y = x0, y0
+        for _ in range(UNDISTORT_ITERATIONS):
+            radial, dx, dy = self._distortion_terms(x, y)
+            x, y = (x0 - dx) / radial, (y0 - dy) / radial
+        return x, y
+
+    def pixel(self, x: float, y: float) -> tuple[float, float]:
+        """The pixel (u, v) that sees the ray (x, y, 1): the lens distortion, then K."""
+        if self.distortion:
+            radial, dx, dy = self._distortion_terms(x, y)
+            x, y = x * radial + dx, y * radial + dy
+        return self.fx * x + self.cx, self.fy * y + self.cy
+
+    def _distortion_terms(self, x: float, y: float) -> tuple[float, float, float]:
+        """Brown-Conrady with the rational radial factor: radial scale and tangential shift."""
+        k1, k2, p1, p2, k3, k4, k5, k6 = (*self.distortion, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                          0.0, 0.0, 0.0)[:8]
+        r2 = x * x + y * y
+        radial = (1.0 + ((k3 * r2 + k2) * r2 + k1) * r2) / (1.0 + ((k6 * r2 + k5) * r2 + k4) * r2)
+        return (radial, 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
+                p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y)
 
     @classmethod
     def from_fov(cls, width: int, height: int, hfov_deg: float) -> Intrinsics:
@@ -194,11 +235,14 @@ def box_to_3d(depth: np.ndarray, box_xyxy: np.ndarray, k: Intrinsics) -> Box3D |
     # 10th, 50th and 90th percentile (nearest rank) of the sorted surface
     near, z, far = (float(surface[round(q * (surface.size - 1))]) * unit
                     for q in (0.1, 0.5, 0.9))
-    x1, y1, x2, y2 = box
-    u = (x1 + x2) / 2.0 - 0.5
-    v = (y1 + y2) / 2.0 - 0.5
-    return Box3D(((u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z),
-                 ((x2 - x1) * z / k.fx, (y2 - y1) * z / k.fy, max(far - near, MIN_DEPTH_EXTENT_M)))
+    # the box's centre and the middles of its edges, as rays (boxes count pixel edges: half a
+    # pixel off to OpenCV's pixel centres)
+    x1, y1, x2, y2 = (c - 0.5 for c in box)
+    u, v = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    x, y = k.ray(u, v)
+    width = k.ray(x2, v)[0] - k.ray(x1, v)[0]
+    height = k.ray(u, y2)[1] - k.ray(u, y1)[1]
+    return Box3D((x * z, y * z, z), (width * z, height * z, max(far - near, MIN_DEPTH_EXTENT_M)))
 
 
 def boxes_to_3d(depth: np.ndarray, boxes_xyxy: np.ndarray, k: Intrinsics) -> list[Box3D | None]:
@@ -223,4 +267,5 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def project(point: Sequence[float], k: Intrinsics) -> tuple[float, float]:
     """The pixel-edge image coordinates (as the detector's boxes use) of a 3D point."""
     x, y, z = (float(c) for c in point)
-    return k.fx * x / z + k.cx + 0.5, k.fy * y / z + k.cy + 0.5
+    u, v = k.pixel(x / z, y / z)
+    return u + 0.5, v + 0.5

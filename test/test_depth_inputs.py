@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from suhd_ros.geometry import Box3D, Intrinsics
+from suhd_ros.geometry import Box3D, GeometryError, Intrinsics
 from suhd_ros.ros.conversions import diagnostic_values
 from suhd_ros.ros.depth_inputs import (
     DepthInputs,
@@ -21,6 +21,7 @@ from suhd_ros.ros.depth_inputs import (
     depth_image_array,
     depth_image_to_metres,
     detections_3d_to_msg,
+    intrinsics_from_info,
 )
 from suhd_ros.ros.image_encoding import ImageDecodeError
 from suhd_ros.ros.markers import BOX_NS, TEXT_NS, UNTRACKED_BASE, MarkerSet
@@ -183,3 +184,23 @@ def test_markers_show_the_current_objects_and_delete_the_gone_ones() -> None:
                        (TEXT_NS, UNTRACKED_BASE + 1, Marker.DELETE)]
     assert markers.update(_header(66), [], np.array([]), [], []).markers[0].action == \
         Marker.DELETE
+
+
+def test_camera_info_distortion_is_used_or_refused_by_model() -> None:
+    """plumb_bob / rational_polynomial D is undone before back-projection; a fisheye
+    (equidistant) D is refused with the way out, and the frame gets no 3D."""
+    info = _info(0)
+    info.distortion_model, info.d = "plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0]
+    k = intrinsics_from_info(info)
+    assert k.distortion == (-0.2, 0.05, 0.0, 0.0, 0.0)
+    info.d = [0.0] * 5
+    assert intrinsics_from_info(info).distortion == ()
+    info.distortion_model, info.d = "equidistant", [0.1, 0.0, 0.0, 0.0]
+    with pytest.raises(GeometryError, match=r"'equidistant' is not supported.*rectify"):
+        intrinsics_from_info(info)
+    inputs = DepthInputs(queue_depth=2, window_ns=10 * MS)
+    inputs.on_info(info)
+    inputs.on_depth(_depth_msg(np.full((48, 64), 2000, np.uint16), 0, "16UC1"))
+    assert inputs.locate(_header(0), (64, 48), np.array([[22.0, 14.0, 42.0, 34.0]])) is None
+    assert "equidistant" in inputs.last_problem
+    assert inputs.counts.frames_without_camera_info == 1

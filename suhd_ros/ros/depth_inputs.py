@@ -116,9 +116,20 @@ def depth_array(msg: Image | CompressedImage) -> np.ndarray:
     return depth_image_array(msg)
 
 
+# CameraInfo distortion models whose coefficients are OpenCV's k1 k2 p1 p2 [k3 [k4 k5 k6]]
+BROWN_CONRADY_MODELS = ("plumb_bob", "rational_polynomial")
+
+
 def intrinsics_from_info(info: CameraInfo) -> Intrinsics:
-    """The pinhole intrinsics of a CameraInfo; GeometryError for an uncalibrated one."""
-    return Intrinsics.from_k(list(info.k), info.width, info.height)
+    """The intrinsics of a CameraInfo, with its lens distortion (plumb_bob,
+    rational_polynomial); GeometryError for an uncalibrated one, or for another model with
+    non-zero coefficients (a fisheye's equidistant: rectify the image first)."""
+    distortion = [float(c) for c in info.d]
+    if any(distortion) and info.distortion_model not in BROWN_CONRADY_MODELS:
+        raise GeometryError(f"distortion model {info.distortion_model!r} is not supported "
+                            f"(only {', '.join(BROWN_CONRADY_MODELS)}): rectify the colour and "
+                            "depth images (image_proc) and use the rectified camera_info")
+    return Intrinsics.from_k(list(info.k), info.width, info.height, distortion)
 
 
 @dataclass
