@@ -130,8 +130,10 @@ class Monitor:
 
 def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
         size: tuple[int, int] = (640, 480), profile: Path | None = PROFILE,
-        progress: Callable[[str], None] = print) -> dict:
-    """Run the three processes for `duration_s` of steady state; the figures as a dict."""
+        progress: Callable[[str], None] = print,
+        parameters: dict[str, object] | None = None) -> dict:
+    """Run the three processes for `duration_s` of steady state; the figures as a dict.
+    `parameters`: more of the detector node's parameters (e.g. backend)."""
     env = ros_environment(profile)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
                                            "ROS_LOG_DIR", "ROS_HOME")})
@@ -139,7 +141,7 @@ def run(model: str, duration_s: float, log_dir: Path, rate_hz: float = 30.0,
 
     log_dir.mkdir(parents=True, exist_ok=True)
     detector = start_node("detector_node", log_dir / "detector_node.log", NAMESPACE,
-                          {"model_path": model, "device": "cpu"}, env)
+                          {"model_path": model, "device": "cpu", **(parameters or {})}, env)
     camera = None
     rclpy.init()
     monitor = Monitor()
@@ -198,3 +200,23 @@ def summarise(seen: Observed, duration_s: float, rate_hz: float,
         "node_received": seen.node_counts.get("frames received", "?"),
         "node_threads": seen.node_counts.get("CPU threads", "?"),
     }
+
+
+def main() -> None:
+    """One run from the command line, e.g. on another backend:
+    .venv/bin/python benchmarks/node_e2e.py --backend openvino --duration 30"""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="", help="model file; empty = the embedded default")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds measured")
+    p.add_argument("--backend", default="torch", help="the node's backend parameter")
+    args = p.parse_args()
+    figures = run(args.model, args.duration, REPO / "build" / "bench_logs" / args.backend,
+                  parameters={"backend": args.backend})
+    print(json.dumps({k: v for k, v in figures.items() if k != "rss_mb"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
