@@ -47,6 +47,7 @@ MODE_SUPPORT = 0.4
 MODE_BIN = float(np.log(1.04))  # histogram bin width in log depth: 4 % of the depth
 MIN_DEPTH_EXTENT_M = 0.01  # a flat object still gets a visible box along the optical axis
 UNDISTORT_ITERATIONS = 20  # fixed-point steps undoing lens distortion (OpenCV's default is 5)
+UNDISTORT_TOLERANCE_PX = 0.01  # an undone ray must map back to its pixel within this
 # A larger box is read on a regular grid of about this many pixels (every k-th row and column):
 # the statistics need a few thousand samples, not all of a near object's 10^4-10^5, whose
 # partial sort made the 3D step's cost grow with the objects' size.
@@ -95,7 +96,8 @@ class Intrinsics:
 
     def ray(self, u: float, v: float) -> tuple[float, float]:
         """(x, y) of the ray (x, y, 1) that pixel (u, v) sees: K's inverse, then the lens
-        distortion undone by fixed-point iteration (as OpenCV's undistortPoints does)."""
+        distortion undone by fixed-point iteration (as OpenCV's undistortPoints does); NaN
+        where that does not converge (a lens model that folds over there)."""
         x0, y0 = (u - self.cx) / self.fx, (v - self.cy) / self.fy
         if not self.distortion:
             return x0, y0
@@ -103,6 +105,9 @@ class Intrinsics:
         for _ in range(UNDISTORT_ITERATIONS):
             radial, dx, dy = self._distortion_terms(x, y)
             x, y = (x0 - dx) / radial, (y0 - dy) / radial
+        u_back, v_back = self.pixel(x, y)
+        if not abs(u_back - u) + abs(v_back - v) < UNDISTORT_TOLERANCE_PX:
+            return math.nan, math.nan
         return x, y
 
     def pixel(self, x: float, y: float) -> tuple[float, float]:
@@ -242,6 +247,8 @@ def box_to_3d(depth: np.ndarray, box_xyxy: np.ndarray, k: Intrinsics) -> Box3D |
     x, y = k.ray(u, v)
     width = k.ray(x2, v)[0] - k.ray(x1, v)[0]
     height = k.ray(u, y2)[1] - k.ray(u, y1)[1]
+    if not all(math.isfinite(c) for c in (x, y, width, height)):
+        return None  # outside where the lens model can be inverted
     return Box3D((x * z, y * z, z), (width * z, height * z, max(far - near, MIN_DEPTH_EXTENT_M)))
 
 

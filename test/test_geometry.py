@@ -185,3 +185,12 @@ def test_distortion_coefficients_are_checked_and_zeros_are_none() -> None:
         Intrinsics.from_k(K.k(), 640, 480, [0.1] * 9)
     with pytest.raises(GeometryError, match="up to 8 finite"):
         Intrinsics.from_k(K.k(), 640, 480, [0.1, float("nan")])
+
+
+def test_a_lens_model_that_cannot_be_inverted_there_gives_none() -> None:
+    """A radial factor that reaches zero inside the image (a bad calibration): no 3D, never a
+    NaN centre."""
+    k = Intrinsics.from_k(K.k(), 640, 480, (-4.0, 0.0, 0.0, 0.0))
+    depth = np.full((480, 640), 2.0, np.float32)
+    assert box_to_3d(depth, np.array([0.0, 0.0, 20.0, 20.0]), k) is None
+    assert box_to_3d(depth, np.array([310.0, 230.0, 330.0, 250.0]), k) is not None
