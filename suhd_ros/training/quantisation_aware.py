@@ -8,7 +8,10 @@ Detector runs it as it was fine-tuned, with no suhd-convert step.
 Options that make the fine-tuning recover quantisation error rather than add SGD noise
 (measured on the benchmark, T=4 f_c=4: the detection loss alone was no better than post-training
 conversion): BN statistics frozen at those the thresholds were calibrated on, distillation from
-the float network's outputs, and (optionally) learnt thresholds.
+the float network's outputs or from its activation at each quantiser (`--distil-features`), and
+(optionally) learnt thresholds. Measured on the 200 validation scenes at T=4 f_c=4, none of them
+beat post-training conversion with the thresholds this module calibrates by more than the spread
+between calibration sets (0.3 % of mAP@0.5:0.95).
 """
 
 from __future__ import annotations
