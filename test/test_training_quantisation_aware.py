@@ -11,11 +11,14 @@ import torch
 
 from suhd_ros.detector import Detector
 from suhd_ros.snn.coding import SpikeCoding
-from suhd_ros.snn.convert import fold_batchnorm
+from suhd_ros.snn.convert import conv_blocks, fold_batchnorm
 from suhd_ros.snn.quantisation_aware import SUHDQuantiser, insert_quantisers
 from suhd_ros.tools.train import main
 from suhd_ros.training.loop import BEST_NAME, CHECKPOINT_NAME, TrainConfig, train
-from suhd_ros.training.quantisation_aware import distillation_loss
+from suhd_ros.training.quantisation_aware import (
+    distillation_loss,
+    feature_distillation_loss,
+)
 from suhd_ros.yolo.model_file import build_model, load_model_file
 from suhd_ros.yolo.preprocess import network_input
 
@@ -115,7 +118,7 @@ def test_distillation_is_zero_on_the_teachers_outputs_and_pulls_towards_them() -
     loss.backward()
     with torch.no_grad():
         closer = [s - 0.01 * s.grad for s in student]
-    assert 0.0 < float(distillation_loss(closer, teacher)) < float(loss)
+    assert 0.0 < float(distillation_loss(closer, teacher)) < float(loss.detach())
     # box and class outputs count only where the teacher sees an object
     silent = [t.clone() for t in teacher]
     for t in silent:
@@ -130,6 +133,58 @@ def test_distillation_changes_what_the_run_learns(float_model, tmp_path) -> None
     config = replace(TINY, init_weights=str(float_model), freeze_bn=True)
     plain = load_model_file(train(replace(config, out_dir=str(tmp_path / "plain"))))
     distilled = load_model_file(train(replace(config, out_dir=str(tmp_path / "kd"), distil=1.0)))
+    assert any(not torch.equal(plain.state_dict[k], v) for k, v in distilled.state_dict.items())
+
+
+def test_feature_distillation_is_the_relative_error_per_block_and_pulls_towards_it() -> None:
+    generator = torch.Generator().manual_seed(0)
+    teacher = {"a": torch.rand(2, 4, 6, 6, generator=generator),
+               "b": 100 * torch.rand(2, 8, 3, 3, generator=generator)}
+    assert float(feature_distillation_loss(teacher, teacher)) == 0.0
+    student = {k: (t * 1.1).requires_grad_() for k, t in teacher.items()}
+    loss = feature_distillation_loss(student, teacher)
+    # each block: 0.1^2 of its own mean square, whatever its scale; mean over blocks, x batch 2
+    assert float(loss.detach()) == pytest.approx(2 * 0.01, rel=1e-4)
+    loss.backward()
+    with torch.no_grad():
+        closer = {k: s - 0.1 * s.grad for k, s in student.items()}
+    assert 0.0 < float(feature_distillation_loss(closer, teacher)) < float(loss.detach())
+    with pytest.raises(ValueError, match="same conv blocks"):
+        feature_distillation_loss({"a": student["a"]}, teacher)
+
+
+def test_feature_distillation_compares_each_quantiser_with_the_float_activation(
+        float_model, tmp_path) -> None:
+    from suhd_ros.training.loop import _distillation, _start, make_sources
+
+    config = replace(TINY, out_dir=str(tmp_path), init_weights=str(float_model),
+                     distil_features=1.0)
+    run, _ = _start(config, make_sources(config)[0], tmp_path)
+    x = torch.rand(2, 3, 64, 64)
+    run.model.eval()
+    predictions = run.model(x)[1]
+    student, teacher = run.features
+    with torch.no_grad():
+        target = run.teacher(x)[1]
+    assert student.outputs.keys() == teacher.outputs.keys() == run.lambdas.keys()
+    with torch.no_grad():
+        quantised = dict(student.outputs)
+        plain = {k: v.clone() for k, v in teacher.outputs.items()}
+        loss = _distillation(run, predictions, target, config)
+    assert float(loss) == pytest.approx(float(feature_distillation_loss(quantised, plain)))
+    assert float(loss) > 0 and not student.outputs and not teacher.outputs
+    for name, block in conv_blocks(run.model).items():  # after the quantiser: theta multiples
+        levels = quantised[name] / (block.act.lam / block.act.coding.L)
+        torch.testing.assert_close(levels, levels.round(), rtol=0, atol=1e-3)
+    run.ema.module(x)  # the EMA copy was made before the hooks: it records nothing
+    assert not student.outputs
+
+
+def test_feature_distillation_changes_what_the_run_learns(float_model, tmp_path) -> None:
+    config = replace(TINY, init_weights=str(float_model), freeze_bn=True)
+    plain = load_model_file(train(replace(config, out_dir=str(tmp_path / "plain"))))
+    distilled = load_model_file(train(replace(config, out_dir=str(tmp_path / "fkd"),
+                                              distil_features=10.0)))
     assert any(not torch.equal(plain.state_dict[k], v) for k, v in distilled.state_dict.items())
 
 

@@ -52,8 +52,10 @@ from suhd_ros.training.dataset import (
 )
 from suhd_ros.training.loss import LossGains, YoloLoss
 from suhd_ros.training.quantisation_aware import (
+    BlockOutputs,
     calibration_batches,
     distillation_loss,
+    feature_distillation_loss,
     float_teacher,
     freeze_batchnorm_statistics,
     quantise_model,
@@ -172,6 +174,9 @@ class TrainConfig:
                                "gradient) at this learning rate; 0 keeps them as calibrated")
     distil: float = _opt(0.0, "with --quantise: weight of distillation from the float network "
                          "(its outputs as targets, added to the detection loss); 0: none")
+    distil_features: float = _opt(0.0, "with --quantise: weight of feature distillation: each "
+                                  "quantiser's output against the float network's activation "
+                                  "there (relative squared error, mean over blocks); 0: none")
     freeze_bn: bool = _opt(False, "keep BatchNorm statistics as loaded (BN in eval mode while "
                            "training): the quantisers' thresholds were calibrated on them")
     threads: int = _opt(2, "CPU threads (command line only)")
@@ -566,7 +571,8 @@ class _Run:
     device: torch.device
     coding: SpikeCoding | None = None  # with --quantise: what the quantisers emulate
     lambdas: dict[str, torch.Tensor] = field(default_factory=dict)  # and their thresholds
-    teacher: nn.Module | None = None  # with --distil: the float network
+    teacher: nn.Module | None = None  # with --distil or --distil-features: the float network
+    features: tuple[BlockOutputs, BlockOutputs] | None = None  # (network, teacher) blocks
 
 
 def _optimiser_step(run: _Run) -> None:
@@ -576,6 +582,20 @@ def _optimiser_step(run: _Run) -> None:
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     run.ema.update(run.model)
+
+
+def _distillation(run: _Run, predictions: list, target: list,
+                  config: TrainConfig) -> torch.Tensor | float:
+    """The distillation terms of the loss: head outputs (--distil), conv blocks'
+    outputs (--distil-features), from the float network's forward pass just made."""
+    loss = config.distil * distillation_loss(predictions, target) if config.distil else 0.0
+    if run.features is not None:
+        student, teacher = run.features
+        loss = loss + config.distil_features * feature_distillation_loss(student.outputs,
+                                                                         teacher.outputs)
+        student.outputs.clear()  # nothing of this step outlives it
+        teacher.outputs.clear()
+    return loss
 
 
 def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig) -> dict:
@@ -604,7 +624,7 @@ def _train_epoch(epoch: int, run: _Run, source: SceneSource, config: TrainConfig
             if run.teacher is not None:
                 with torch.no_grad():
                     _, target = run.teacher(images)
-                loss = loss + config.distil * distillation_loss(predictions, target)
+                loss = loss + _distillation(run, predictions, target, config)
         run.scaler.scale(loss).backward()
         pending += 1
         if pending >= accumulate or k == len(batches) - 1:
@@ -629,7 +649,7 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
             raise ResumeError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist")
         saved = torch.load(out / CHECKPOINT_NAME, weights_only=True, map_location=device)
     coding, lambdas, teacher = None, {}, None
-    if config.quantise and config.distil > 0:
+    if config.quantise and (config.distil > 0 or config.distil_features > 0):
         teacher = float_teacher(model)
     if config.quantise:
         coding = quantiser_coding(config.quantise, config.half_start)
@@ -638,11 +658,15 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
             calibration_batches(source, config.img_size, config.calibration_images),
             config.percentile, config.per_channel, learn=config.threshold_lr > 0)
     ema = ModelEMA(model, config.ema_decay, config.ema_tau)
+    features = None  # hooks go in after the EMA copy, which must not record
+    if teacher is not None and config.distil_features > 0:
+        features = (BlockOutputs(model), BlockOutputs(teacher))
     optimizer = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     state = RunState() if saved is None else load_checkpoint(saved, model, ema, optimizer, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
-    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas, teacher), state
+    return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas, teacher,
+                features), state
 
 
 def train(config: TrainConfig) -> Path:

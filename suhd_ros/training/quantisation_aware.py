@@ -8,19 +8,24 @@ Detector runs it as it was fine-tuned, with no suhd-convert step.
 Options that make the fine-tuning recover quantisation error rather than add SGD noise
 (measured on the benchmark, T=4 f_c=4: the detection loss alone was no better than post-training
 conversion): BN statistics frozen at those the thresholds were calibrated on, distillation from
-the float network's outputs, and (optionally) learnt thresholds.
+the float network's outputs or from its activation at each quantiser (`--distil-features`), and
+(optionally) learnt thresholds. Measured on the 200 validation scenes at T=4 f_c=4, none of them
+beat post-training conversion with the thresholds this module calibrates by more than the spread
+between calibration sets (0.3 % of mAP@0.5:0.95).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from functools import partial
 
+import torch
 from torch import Tensor, nn
 
 from suhd_ros.datasets import DatasetError
 from suhd_ros.snn.coding import SpikeCoding
-from suhd_ros.snn.convert import calibrate_thresholds
+from suhd_ros.snn.convert import calibrate_thresholds, conv_blocks
 from suhd_ros.snn.quantisation_aware import insert_quantisers
 from suhd_ros.training.dataset import SceneSource, collate, load_sample
 
@@ -91,3 +96,36 @@ def distillation_loss(student: Sequence[Tensor], teacher: Sequence[Tensor]) -> T
 def float_teacher(model: nn.Module) -> nn.Module:
     """A frozen copy of the float network (before quantisers go in) for `distillation_loss`."""
     return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+class BlockOutputs:
+    """The output of every conv block of a network on its last forward pass (forward hooks):
+    after the quantiser in the fine-tuned network, after the ReLU in the float one."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.outputs: dict[str, Tensor] = {}
+        self._hooks = [block.register_forward_hook(partial(self._keep, name))
+                       for name, block in conv_blocks(model).items()]
+
+    def _keep(self, name: str, _module: nn.Module, _inputs: tuple, output: Tensor) -> None:
+        self.outputs[name] = output
+
+    def remove(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self.outputs.clear()
+
+
+def feature_distillation_loss(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> Tensor:
+    """Mean over conv blocks of the quantised output's squared error from the float network's
+    activation at the same place, each relative to that activation's mean square (so thin deep
+    layers count as much as wide early ones), times the batch size as the other losses are
+    summed over it. This is the quantisation error itself, layer by layer, where the head-output
+    distillation sees it only after it has propagated."""
+    if student.keys() != teacher.keys() or not student:
+        raise ValueError("feature distillation needs the same conv blocks in both networks")
+    terms = []
+    for name, s in student.items():
+        t = teacher[name].float()
+        terms.append((s.float() - t).square().mean() / t.square().mean().clamp(min=1e-12))
+    return torch.stack(terms).mean() * next(iter(student.values())).shape[0]
