@@ -171,8 +171,9 @@ def test_feature_distillation_compares_each_quantiser_with_the_float_activation(
         quantised = dict(student.outputs)
         plain = {k: v.clone() for k, v in teacher.outputs.items()}
         loss = _distillation(run, predictions, target, config)
-    assert float(loss) == pytest.approx(float(feature_distillation_loss(quantised, plain)))
-    assert float(loss) > 0 and not student.outputs and not teacher.outputs
+    expected = feature_distillation_loss(quantised, plain).detach()
+    assert float(loss.detach()) == pytest.approx(float(expected))
+    assert float(loss.detach()) > 0 and not student.outputs and not teacher.outputs
     for name, block in conv_blocks(run.model).items():  # after the quantiser: theta multiples
         levels = quantised[name] / (block.act.lam / block.act.coding.L)
         torch.testing.assert_close(levels, levels.round(), rtol=0, atol=1e-3)
