@@ -337,7 +337,7 @@ def main() -> None:
     given = [above(d, args.tracker_input) for d in found]
 
     print(f"\nTracking (motmetrics, IoU >= 0.5), "
-          f"{'class-agnostic' if args.class_agnostic else 'one tracker per class'}, tracker "
+          f"{'class-agnostic' if args.class_agnostic else 'per class'}, tracker "
           f"given detections >= {args.tracker_input:g}")
     print(f"  {'tracker':10s} {'input':9s} {'MOTA':>7s} {'IDF1':>7s} {'IDsw':>5s} "
           f"{'recall':>7s} {'prec.':>7s} {'MT':>4s}/{'GT':<4s} update ms")

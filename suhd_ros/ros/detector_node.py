@@ -127,7 +127,7 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
      "stable across frames, per camera (the 'trackers' library)", RELOAD),
     ("track_threshold", DEFAULT_TRACK_THRESHOLD, "least score that starts a track",
      {"floats": (0.0, 1.0), **RELOAD}),
-    ("track_per_class", True, "one tracker per class: a track never jumps to an object of "
+    ("track_per_class", True, "each class tracked on its own: a track never jumps to an object of "
      "another class (false: class-agnostic, a class flip keeps the track)", RELOAD),
     ("depth", False, "3D: subscribe to 'depth/image' (aligned, 16UC1 mm or 32FC1 m) and "
      "'camera_info' beside each camera's image and publish 'detections_3d' and 'markers'",

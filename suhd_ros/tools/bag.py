@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--track-threshold", type=float, default=DEFAULT_TRACK_THRESHOLD,
                       help="least score that starts a track")
     node.add_argument("--track-per-class", action=argparse.BooleanOptionalAction, default=True,
-                      help="one tracker per class (the node's track_per_class)")
+                      help="each class tracked on its own (the node's track_per_class)")
     node.add_argument("--depth-topic", action="append", default=[], metavar="TOPIC",
                       help="aligned depth image of each --image-topic, in order (default: "
                       "found next to it)")
