@@ -147,7 +147,9 @@ class _Probe:
     def __init__(self, snn: nn.Module) -> None:
         self.snn = snn
         self.layers = {n: m for n, m in snn.named_modules() if isinstance(m, SpikingLayer)}
-        self.producers = [n for n, m in self.layers.items() if isinstance(m, SpikeProducer)]
+        # producer name -> its index in emit
+        self.producers = {n: i for i, n in enumerate(
+            n for n, m in self.layers.items() if isinstance(m, SpikeProducer))}
         self.emit = torch.ones(len(self.producers), dtype=torch.float64, requires_grad=True)
         self.reached: torch.Tensor | None = None  # R
         self.shapes: dict[str, torch.Size] = {}
@@ -157,7 +159,7 @@ class _Probe:
         self.shapes[name] = output.shape[1:]
         self.emitted[name] = self.emitted.get(name, 0) + output[0].numel()
         if name in self.producers:
-            level = self.emit[self.producers.index(name)].to(output.dtype)
+            level = self.emit[self.producers[name]].to(output.dtype)
             return level * torch.ones_like(output)
         return None
 
