@@ -104,16 +104,11 @@ class BlockOutputs:
 
     def __init__(self, model: nn.Module) -> None:
         self.outputs: dict[str, Tensor] = {}
-        self._hooks = [block.register_forward_hook(partial(self._keep, name))
-                       for name, block in conv_blocks(model).items()]
+        for name, block in conv_blocks(model).items():
+            block.register_forward_hook(partial(self._keep, name))
 
     def _keep(self, name: str, _module: nn.Module, _inputs: tuple, output: Tensor) -> None:
         self.outputs[name] = output
-
-    def remove(self) -> None:
-        for hook in self._hooks:
-            hook.remove()
-        self.outputs.clear()
 
 
 def feature_distillation_loss(student: dict[str, Tensor], teacher: dict[str, Tensor]) -> Tensor:
