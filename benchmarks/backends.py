@@ -37,11 +37,13 @@ def prepare(detector: Detector, backend: str) -> Detector:
     return detector
 
 
-def make_detector(model: str, engine: str, backend: str, threads: int | None) -> Detector:
+def make_detector(model: str, engine: str, backend: str, threads: int | None,
+                  counting_thread: bool = True) -> Detector:
     """A CPU Detector whose network `backend` runs, with `threads` inference threads."""
     if backend in RUNTIMES:
         return Detector(model, "cpu", engine, threads=threads, backend=backend)
-    return prepare(Detector(model, "cpu", engine, threads=threads), backend)
+    return prepare(Detector(model, "cpu", engine, threads=threads,
+                            counting_thread=counting_thread), backend)
 
 
 BOX_TOLERANCE_PX, SCORE_TOLERANCE = 0.01, 1e-4  # float rounding of the analog head
@@ -54,39 +56,51 @@ def same_detections(a: FrameResult, b: FrameResult) -> bool:
             and np.allclose(a.scores, b.scores, rtol=0, atol=SCORE_TOLERANCE))
 
 
-def _frame_times_ms(detect: Callable[[], object], frames: int) -> list[float]:
+def _frame_times_ms(detect: Callable[[], object], frames: int) -> list[tuple[float, float]]:
+    """(wall, CPU) ms of each call; the CPU time is the process's, all threads together."""
     times = []
     for _ in range(frames):
-        began = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         detect()
-        times.append((time.perf_counter() - began) * 1e3)
+        times.append(((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3))
     return times
+
+
+VARIANTS = ("ann", "snn", "counting", "counting_inline")
 
 
 def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
             backends: tuple[str, ...] = BACKENDS,
             progress: Callable[[str], None] = print, threads: int | None = None) -> list[dict]:
-    """One row per backend: p50 of ANN and SNN (statistics off, and counting every frame), the
+    """One row per backend: p50 of ANN and SNN (statistics off, and counting every frame; in
+    PyTorch also with the histograms on the calling thread, `counting_thread=False`), the
     first-call time, and how many test scenes give eager's detections (`same_detections`,
     and as sets: `agree`) and exactly its spike counts."""
     image = scenes[0]
     ann = {b: make_detector(model, "ann", b, threads) for b in backends}
     snn = {b: make_detector(model, "fused", b, threads) for b in backends}
+    inline = {b: make_detector(model, "fused", b, threads, counting_thread=False)
+              for b in backends if b not in RUNTIMES}
     first_call_s = {}
     for b in backends:
         began = time.perf_counter()
         ann[b].detect([image])
         snn[b].detect([image], count_spikes=False)
         snn[b].detect([image])  # counting compiles its own graph
+        if b in inline:
+            inline[b].detect([image])
         first_call_s[b] = time.perf_counter() - began
         progress(f"  {b}: ready after {first_call_s[b]:.1f} s")
-    times: dict[str, tuple[list[float], ...]] = {b: ([], [], []) for b in backends}
+    times: dict[str, dict[str, list]] = {b: {v: [] for v in VARIANTS} for b in backends}
     for r in range(rounds):
         for b in backends[r % len(backends):] + backends[:r % len(backends)]:
-            times[b][0].extend(_frame_times_ms(lambda b=b: ann[b].detect([image]), frames))
-            times[b][1].extend(_frame_times_ms(
-                lambda b=b: snn[b].detect([image], count_spikes=False), frames))
-            times[b][2].extend(_frame_times_ms(lambda b=b: snn[b].detect([image]), frames))
+            calls = {"ann": lambda b=b: ann[b].detect([image]),
+                     "snn": lambda b=b: snn[b].detect([image], count_spikes=False),
+                     "counting": lambda b=b: snn[b].detect([image])}
+            if b in inline:
+                calls["counting_inline"] = lambda b=b: inline[b].detect([image])
+            for variant, call in calls.items():
+                times[b][variant].extend(_frame_times_ms(call, frames))
     reference = [snn["eager"].detect([s])[0] for s in scenes]
     rows = []
     for b in backends:
@@ -94,9 +108,7 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
         spike_diff = [abs(r.energy.spikes - e.energy.spikes)
                       for r, e in zip(results, reference, strict=True)]
         rows.append({
-            "backend": b, "threads": threads, "ann_p50_ms": float(np.median(times[b][0])),
-            "snn_p50_ms": float(np.median(times[b][1])),
-            "snn_counting_p50_ms": float(np.median(times[b][2])),
+            "backend": b, "threads": threads, **_medians(times[b]),
             "first_call_s": first_call_s[b], "scenes": len(scenes),
             "same_detections": sum(same_detections(r, e)
                                    for r, e in zip(results, reference, strict=True)),
@@ -111,6 +123,20 @@ def measure(model: str, scenes: list[np.ndarray], rounds: int, frames: int,
     return rows
 
 
+def _medians(times: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
+    """p50 wall ms per variant (ann_p50_ms, snn_p50_ms, snn_counting_p50_ms, ...) and p50
+    CPU ms of the counted variants."""
+    keys = {"ann": "ann", "snn": "snn", "counting": "snn_counting",
+            "counting_inline": "snn_counting_inline"}
+    medians = {}
+    for variant, frames in times.items():
+        if frames:
+            medians[f"{keys[variant]}_p50_ms"] = float(np.median([w for w, _ in frames]))
+            if variant != "ann":
+                medians[f"{keys[variant]}_cpu_ms"] = float(np.median([c for _, c in frames]))
+    return medians
+
+
 def map_rows(model: str, count: int, backends: tuple[str, ...]) -> list[dict]:
     """mAP (YOLOv5's protocol) of the fused SNN on each backend over `count` test scenes."""
     from suhd_ros.evaluation.sweep import benchmark_scenes, evaluate
@@ -123,15 +149,20 @@ def map_rows(model: str, count: int, backends: tuple[str, ...]) -> list[dict]:
 def print_table(rows: list[dict]) -> None:
     eager_ann = {r["threads"]: r["ann_p50_ms"] for r in rows if r["backend"] == "eager"}
     print("| backend | threads | ANN ms | SNN ms | SNN / ANN | SNN / eager ANN | SNN counting ms "
-          "| counting / not | agree (0.5 px) | same order | max spike diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| counting / not | CPU: counting / not | counting on the calling thread / not "
+          "| agree (0.5 px) | same order | max spike diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         base = eager_ann.get(r["threads"], float("nan"))
+        inline = r.get("snn_counting_inline_p50_ms")
+        inline = "-" if inline is None else f"{inline / r['snn_p50_ms']:.2f}"
         print(f"| {r['backend']} | {r['threads']} | {r['ann_p50_ms']:.1f} | "
               f"{r['snn_p50_ms']:.1f} | {r['snn_p50_ms'] / r['ann_p50_ms']:.2f} | "
               f"{r['snn_p50_ms'] / base:.2f} | {r['snn_counting_p50_ms']:.1f} | "
-              f"{r['snn_counting_p50_ms'] / r['snn_p50_ms']:.2f} | {r['agree']}/{r['scenes']} | "
-              f"{r['same_detections']}/{r['scenes']} | {100 * r['max_spike_rel']:.4f} % |")
+              f"{r['snn_counting_p50_ms'] / r['snn_p50_ms']:.2f} | "
+              f"{r['snn_counting_cpu_ms'] / r['snn_cpu_ms']:.2f} | {inline} | "
+              f"{r['agree']}/{r['scenes']} | {r['same_detections']}/{r['scenes']} | "
+              f"{100 * r['max_spike_rel']:.4f} % |")
 
 
 def main() -> None:

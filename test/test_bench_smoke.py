@@ -189,6 +189,8 @@ def test_backends_compare_detections_and_spikes_with_eager(tmp_path: Path) -> No
     assert eager["same_detections"] == eager["same_spike_counts"] == 3
     assert eager["max_spike_diff"] == 0 and eager["spikes_per_frame"] > 0
     assert 0 <= last["same_detections"] <= 3 and last["snn_p50_ms"] > 0
+    for row in rows:  # counting on the worker thread and on the calling one, with CPU times
+        assert row["snn_counting_inline_p50_ms"] > 0 and row["snn_counting_cpu_ms"] > 0
     page = "\n\n".join(report._backend_section({"backends": rows}))
     assert _row(page, "eager")[5:7] == ["3/3", "3/3"]
     assert report._backend_target(rows)[0].startswith("a faster backend")

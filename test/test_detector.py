@@ -94,6 +94,33 @@ def test_counting_can_be_skipped_per_call_and_resumes_exactly(snn_file, images) 
     np.testing.assert_array_equal(again.boxes_xyxy, first.boxes_xyxy)
 
 
+def test_counting_on_its_own_thread_gives_the_figures_of_counting_inline(snn_file,
+                                                                         images) -> None:
+    threaded = Detector(snn_file, "cpu")
+    inline = Detector(snn_file, "cpu", counting_thread=False)
+    assert all(m.counter is not None for m in threaded.model.modules()
+               if isinstance(m, SpikeProducer))
+    assert all(m.counter is None for m in inline.model.modules() if isinstance(m, SpikeProducer))
+    for batch in (images[:1], images):
+        for a, b in zip(threaded.detect(batch, **ANY), inline.detect(batch, **ANY), strict=True):
+            assert a.energy == b.energy and a.energy.spikes > 0
+            np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
+
+
+def test_a_detection_cancelled_midway_leaves_no_counts_behind(snn_file, images) -> None:
+    detector = Detector(snn_file, "cpu")
+    expected = detector.detect(images[:1], **ANY)[0]
+    cancel = threading.Event()
+    producers = [m for m in detector.model.modules() if isinstance(m, SpikeProducer)]
+    hook = producers[2].register_forward_hook(lambda *_: cancel.set())
+    with pytest.raises(DetectionCancelled):
+        detector.detect(images[:1], cancel=cancel, **ANY)
+    assert any(m.tally.pending or m.tally.samples for m in producers[:3])  # counted, not read
+    hook.remove()
+    cancel.clear()
+    assert detector.detect(images[:1], cancel=cancel, **ANY)[0].energy == expected.energy
+
+
 def test_ann_engine_and_timestep_override(snn_file, images) -> None:
     ann = Detector(snn_file, "cpu", "ann")
     assert ann.detect(images[:1], **ANY)[0].energy is None

@@ -1,6 +1,7 @@
 """Spiking layers in both engines against independent computations on decoded values."""
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from suhd_ros.snn.layers import (
     SpikeMaxPool,
     SpikeUpsample,
     SpikingConv,
+    counts_level_pairs,
     level_spike_counts,
     reset_statistics,
+    set_counter,
     set_engine,
     set_statistics,
 )
@@ -132,11 +135,12 @@ def test_output_integrator_returns_analog_potential() -> None:
         assert value.min() < 0  # never fires: negative potentials come out as they are
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 4, 5), (3, 3, 5, 3), (1, 1, 1, 1)])  # odd sizes too
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("coding", [SpikeCoding("stdi", 4, 3), SpikeCoding("stdi", 1, 2),
-                                    SpikeCoding("rate", 5)])
-def test_level_spike_counts_match_spikes_from_levels(coding, layout, monkeypatch) -> None:
-    levels = torch.randint(0, coding.L + 1, (3, 2, 4, 5), generator=_generator(6)).float()
+                                    SpikeCoding("rate", 5), SpikeCoding("stdi", 8, 8)])
+def test_level_spike_counts_match_spikes_from_levels(coding, layout, shape, monkeypatch) -> None:
+    levels = torch.randint(0, coding.L + 1, shape, generator=_generator(6)).float()
     if layout == "channels_last":
         levels = levels.contiguous(memory_format=torch.channels_last)
     expected = spikes_from_levels(levels, coding).sum(dim=(2, 3, 4)).T.long()
@@ -147,11 +151,19 @@ def test_level_spike_counts_match_spikes_from_levels(coding, layout, monkeypatch
     assert counts.dtype == torch.float64 and torch.equal(counts.long(), expected)
 
 
-def test_statistics_accumulate_reset_and_switch_off() -> None:
+def test_level_counting_uses_pairs_where_the_table_is_small() -> None:
+    assert counts_level_pairs(SpikeCoding("stdi", 4, 8))  # the model file's setting, L = 80
+    assert not counts_level_pairs(SpikeCoding("stdi", 8, 8))  # L = 288: one level per element
+
+
+@pytest.mark.parametrize("on_a_thread", [False, True])
+def test_statistics_accumulate_reset_and_switch_off(on_a_thread: bool) -> None:
     conv = _random_conv(3, 2, 3, 1, seed=7)
     net = nn.Sequential(SpikingConv(conv, 0.05, CODING, direct_input=True))
     image = torch.rand(2, 3, 6, 6, generator=_generator(8))
     layer = net[0]
+    if on_a_thread:  # the counts wait in the tally until read, in call order
+        set_counter(net, ThreadPoolExecutor(1))
     batch_counts = level_spike_counts(torch.round(net(image) / 0.05), CODING)
     assert torch.equal(layer.spike_counts, batch_counts) and batch_counts.sum() > 0
     net(image[:1])  # another batch size: per-sample counts start anew, totals go on

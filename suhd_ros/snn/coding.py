@@ -1,6 +1,7 @@
 """Spike codings: how a level n in 0..L is spread over T steps (SUHD's STDI, or rate coding)."""
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import torch
@@ -40,14 +41,14 @@ class SpikeCoding:
         if self.kind == "rate" and self.f_c != 1:
             raise ValueError(f"rate coding sends binary spikes, so f_c must be 1, got {self.f_c}")
 
-    @property
+    @cached_property  # read by every layer on every call
     def tau(self) -> tuple[int, ...]:
         """Weight of a spike fired at steps t = 1..T (index 0 is t = 1)."""
         if self.kind == "rate":
             return (1,) * self.T
         return tuple(self.T - t + 1 for t in range(1, self.T + 1))
 
-    @property
+    @cached_property
     def L(self) -> int:
         """Largest level one neuron can send in one frame: f_c * sum_t tau(t)."""
         return self.f_c * sum(self.tau)

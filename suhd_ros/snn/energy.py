@@ -225,6 +225,7 @@ class EnergyMeter:
         self.e_mac = e_mac
         self.e_ac = e_ac
         self._graphs: dict[tuple[int, ...], dict[str, _Node]] = {}
+        self._layers: dict[str, SpikingLayer] | None = None
 
     def graph(self, input_shape: tuple[int, ...]) -> dict[str, _Node]:
         key = tuple(input_shape[-3:])
@@ -237,10 +238,13 @@ class EnergyMeter:
         sample i of the batch (summed over the passes since the reset, so reset before the
         pass you want). input_shape: (C, H, W) or (N, C, H, W)."""
         graph = self.graph(input_shape)
-        modules = dict(self.snn.named_modules())
-        coding = next(m.coding for m in modules.values() if isinstance(m, SpikingLayer))
-        frames = 1 if sample is not None else self._frames(modules, graph)
-        layers = [self._layer(name, node, modules[name], sample, frames, coding.T)
+        modules = self._spiking_layers()
+        coding = next(iter(modules.values())).coding
+        producers = [name for name in graph if isinstance(modules[name], SpikeProducer)]
+        frames = 1 if sample is not None else self._frames([modules[n] for n in producers])
+        spikes = dict(zip(producers, self._spikes([modules[n] for n in producers], sample,
+                                                  frames), strict=True))
+        layers = [self._layer(name, node, spikes.get(name, 0.0), coding.T)
                   for name, node in graph.items()]
         sops = sum(layer.sops for layer in layers)
         macs_first = sum(layer.macs for layer in layers)
@@ -252,27 +256,45 @@ class EnergyMeter:
             energy_snn=self.e_mac * macs_first + self.e_ac * sops,
             energy_ann=self.e_mac * macs_ann)
 
+    def reset(self) -> None:
+        """Clear the spike counts of every layer that fires (reset_statistics without the
+        walk over all modules: the node does this every counted frame)."""
+        for layer in self._spiking_layers().values():
+            if isinstance(layer, SpikeProducer):
+                layer.reset_statistics()
+
+    def _spiking_layers(self) -> dict[str, SpikingLayer]:
+        """The SNN's spiking layers by name, found once (a walk of the modules per report
+        cost as much as the rest of it)."""
+        if self._layers is None:
+            self._layers = {n: m for n, m in self.snn.named_modules()
+                            if isinstance(m, SpikingLayer)}
+        return self._layers
+
     @staticmethod
-    def _frames(modules: dict[str, nn.Module], graph: dict[str, _Node]) -> int:
+    def _frames(producers: list[SpikeProducer]) -> int:
         """Frames seen since reset: a layer called k times per frame counts k samples each."""
-        samples = [modules[n].samples for n in graph if isinstance(modules[n], SpikeProducer)]
+        samples = [layer.samples for layer in producers]
         if not samples or min(samples) == 0:
             raise ValueError("no spike statistics: run forward passes with statistics on "
                              "after reset_statistics")
         return min(samples)
 
     @staticmethod
-    def _spikes(layer: SpikeProducer, sample: int | None, frames: int) -> float:
+    def _spikes(producers: list[SpikeProducer], sample: int | None, frames: int) -> list[float]:
+        """Spikes per frame of each producer, summed in one operation for all of them."""
         if sample is None:
-            return float(layer.total_counts.sum()) / frames
-        if layer.spike_counts is None:
+            counts = [layer.total_counts for layer in producers]
+        elif any(layer.spike_counts is None for layer in producers):
             raise ValueError("no spike statistics recorded")
-        return float(layer.spike_counts[sample].sum())
+        else:
+            counts = [layer.spike_counts[sample] for layer in producers]
+        if not counts:
+            return []
+        return (torch.stack(counts).sum(dim=1).double() / frames).tolist()
 
-    def _layer(self, name: str, node: _Node, module: nn.Module, sample: int | None,
-               frames: int, T: int) -> LayerEnergy:
-        producer = isinstance(module, SpikeProducer)
-        spikes = self._spikes(module, sample, frames) if producer else 0.0
+    @staticmethod
+    def _layer(name: str, node: _Node, spikes: float, T: int) -> LayerEnergy:
         return LayerEnergy(
             name=name, kind=node.kind, neurons=node.neurons, spikes=spikes,
             spikes_per_neuron_step=spikes / (node.neurons * T) if node.neurons else 0.0,

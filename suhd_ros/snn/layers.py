@@ -6,6 +6,10 @@ The first layer takes the analog image [N, C, H, W] in both engines. Concat (dim
 add act on either tensor unchanged, so they need no module.
 """
 
+from __future__ import annotations
+
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -30,25 +34,47 @@ def level_spike_table(coding: SpikeCoding) -> Tensor:
     return spikes_from_levels(torch.arange(coding.L + 1), coding).T.contiguous()
 
 
+PAIR_BINS_LIMIT = 2**16  # histogram bins for pairs of levels, (L+1)^2: L <= 255
+
+
+def counts_level_pairs(coding: SpikeCoding) -> bool:
+    """Whether `level_spike_counts` counts pairs of levels (small L) or single levels."""
+    return (coding.L + 1) ** 2 <= PAIR_BINS_LIMIT
+
+
 def level_spike_counts(n: Tensor, coding: SpikeCoding, table: Tensor | None = None) -> Tensor:
     """Spikes per sample and step [N, T] (int64) of levels n [N, ...], as the neurons send them.
 
     Equal to summing `spikes_from_levels(n)` but cheaper: an integer histogram of the levels per
-    sample (one bincount over the int32 levels, read in memory order, so a channels-last tensor
-    is not copied) times the spikes each level sends per step (`table`). Its cost does not grow
-    with T. On the default model counting adds about 0.35x the fused engine's time; torch.histc
-    added 1.4x and the step-by-step rule (`step_spike_counts`, what the ONNX graph computes)
-    0.6x.
+    sample times the spikes each level sends per step (`table`, `level_spike_table`). Its cost
+    is per element counted, so where L is small each level a of the first half of a sample is
+    paired with a level b of the second and the pair counted as one element a (L+1) + b (exact
+    in float32): half the elements, for one elementwise pass over contiguous halves; the pairs'
+    histogram is then summed back to the levels'. Levels are read in memory order, so a
+    channels-last tensor is not copied. The cost does not grow with T.
     """
     table = level_spike_table(coding).to(n.device) if table is None else table
     size = coding.L + 1
     order = sorted(range(1, n.dim()), key=lambda d: -n.stride(d))
-    index = n.permute(0, *order).reshape(n.shape[0], -1).to(torch.int32)
+    flat = n.permute(0, *order).reshape(n.shape[0], -1)
+    pairs = counts_level_pairs(coding)
+    odd_spikes = None
+    if pairs:
+        half = flat.shape[1] // 2
+        if flat.shape[1] % 2:
+            odd_spikes = table[flat[:, -1].long()]
+        flat = torch.add(flat[:, half:2 * half], flat[:, :half], alpha=size)
+    bins = size * size if pairs else size
+    index = flat.to(torch.int32)
     if n.shape[0] > 1:
-        offsets = torch.arange(n.shape[0], device=n.device, dtype=torch.int32) * size
+        offsets = torch.arange(n.shape[0], device=n.device, dtype=torch.int32) * bins
         index = index + offsets[:, None]
-    hist = torch.bincount(index.view(-1), minlength=n.shape[0] * size).view(-1, size)
-    return (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
+    hist = torch.bincount(index.view(-1), minlength=n.shape[0] * bins).view(-1, bins)
+    if pairs:  # how often each level occurs in either half
+        hist = hist.view(-1, size, size)
+        hist = hist.sum(dim=2) + hist.sum(dim=1)
+    counts = (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
+    return counts if odd_spikes is None else counts + odd_spikes
 
 
 def integrate(conv: nn.Conv2d, x: Tensor, coding: SpikeCoding, engine: Engine) -> Tensor:
@@ -87,6 +113,36 @@ class SpikingLayer(nn.Module):
         self.engine = check_engine(engine)
 
 
+@dataclass(slots=True)
+class SpikeTally:
+    """One layer's spike counts since the last reset. A plain object, not module attributes:
+    it is updated on every call of every layer that fires, and nn.Module's attribute hooks
+    made that cost more than the counts' own arithmetic. Counts computed on another thread
+    wait in `pending` (in call order) until something reads them."""
+
+    per_sample: Tensor | None = None  # [N, T]
+    total: Tensor | None = None  # [T]
+    samples: int = 0
+    pending: list[Future[Tensor]] = field(default_factory=list)
+
+    def add(self, counts: Tensor) -> None:
+        same_batch = self.per_sample is not None and self.per_sample.shape == counts.shape
+        self.per_sample = self.per_sample + counts if same_batch else counts
+        total = counts.sum(dim=0)
+        self.total = total if self.total is None else self.total.to(total.device) + total
+        self.samples += counts.shape[0]
+
+    def settle(self) -> SpikeTally:
+        """Wait for the pending counts and add them; returns self."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            self.add(future.result())
+        return self
+
+    def reset(self) -> None:
+        self.per_sample, self.total, self.samples, self.pending = None, None, 0, []
+
+
 class SpikeProducer(SpikingLayer):
     """A layer that fires: it owns its neurons (and so theta) and counts their spikes per
     sample and step.
@@ -102,16 +158,28 @@ class SpikeProducer(SpikingLayer):
         self.neuron = SpikingNeuron(theta, coding)
         self.register_buffer("level_spikes", level_spike_table(coding), persistent=False)
         self.record_statistics = True
-        self.reset_statistics()
+        self.tally = SpikeTally()
+        self.counter: Executor | None = None  # where the fused engine's histograms run
 
     @property
     def theta(self) -> Tensor:
         return self.neuron.theta
 
+    @property
+    def spike_counts(self) -> Tensor | None:
+        return self.tally.settle().per_sample
+
+    @property
+    def total_counts(self) -> Tensor:
+        total = self.tally.settle().total
+        return torch.zeros(self.coding.T, dtype=torch.int64) if total is None else total
+
+    @property
+    def samples(self) -> int:
+        return self.tally.settle().samples
+
     def reset_statistics(self) -> None:
-        self.spike_counts: Tensor | None = None
-        self.total_counts = torch.zeros(self.coding.T, dtype=torch.int64)
-        self.samples = 0
+        self.tally.reset()
 
     def _emit_spikes(self, spikes: Tensor) -> Tensor:
         """reference engine: spikes [T, N, C, H, W] -> the train theta * s(t)."""
@@ -120,19 +188,24 @@ class SpikeProducer(SpikingLayer):
         return spikes.mul_(self.theta)
 
     def _emit_levels(self, n: Tensor) -> Tensor:
-        """fused engine: levels [N, C, H, W] (overwritten) -> the decoded value theta * n."""
-        if self.record_statistics:
-            self._record_levels(n)
+        """fused engine: levels [N, C, H, W] -> the decoded value theta * n (into n, unless n
+        is counted on another thread)."""
+        if self.record_statistics and self._record_levels(n):
+            return n * self.theta
         return n.mul_(self.theta)
 
-    def _record_levels(self, n: Tensor) -> None:
-        self._record(level_spike_counts(n, self.coding, self.level_spikes))
+    def _record_levels(self, n: Tensor) -> bool:
+        """Count the spikes of levels n now, or on `counter` (then True: n must stay as it is
+        until it is counted)."""
+        if self.counter is None:
+            self._record(level_spike_counts(n, self.coding, self.level_spikes))
+            return False
+        self.tally.pending.append(
+            self.counter.submit(level_spike_counts, n, self.coding, self.level_spikes))
+        return True
 
     def _record(self, counts: Tensor) -> None:
-        same_batch = self.spike_counts is not None and self.spike_counts.shape == counts.shape
-        self.spike_counts = self.spike_counts + counts if same_batch else counts
-        self.total_counts = self.total_counts.to(counts.device) + counts.sum(dim=0)
-        self.samples += counts.shape[0]
+        self.tally.add(counts)
 
 
 class SpikingConv(SpikeProducer):
@@ -247,6 +320,15 @@ def set_statistics(net: nn.Module, enabled: bool) -> nn.Module:
     for module in net.modules():
         if isinstance(module, SpikeProducer):
             module.record_statistics = enabled
+    return net
+
+
+def set_counter(net: nn.Module, counter: Executor | None) -> nn.Module:
+    """Where the fused engine's spike histograms run: on `counter` (a one-thread pool: they run
+    beside the next layers' convolutions, on another core), or in each layer's call (None)."""
+    for module in net.modules():
+        if isinstance(module, SpikeProducer):
+            module.counter = counter
     return net
 
 
