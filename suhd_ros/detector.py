@@ -9,6 +9,7 @@ to abandon an inference (`detect(cancel=...)`). The network itself runs behind a
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -142,6 +143,13 @@ def _check_image(image: np.ndarray) -> None:
                             f"{getattr(image, 'dtype', type(image).__name__)}")
 
 
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class Detector:
     """A YOLOv5 model file run as the SUHD spiking network (or as the ANN, to compare).
 
@@ -162,9 +170,10 @@ class Detector:
     PyTorch network kept on the CPU for the export and the energy model. A runtime that is
     missing or cannot use the device is a DetectorError, never a quiet fallback. Foreign
     runtimes check `cancel` before and after the forward pass, not between layers.
-    counting_thread: on the CPU, the PyTorch fused engine's spike histograms run on a thread of
-    their own (one OpenMP thread), beside the layers that follow: a counted frame then takes
-    less wall time for the same CPU time, if a core is free for it.
+    counting_thread: on the CPU, when inference leaves a core free (fewer `threads` than the
+    cores this process may use), the PyTorch fused engine's spike histograms run on a thread of
+    their own, beside the layers that follow: a counted frame takes less wall time, for more
+    CPU time (the two threads slow each other where the cores share caches or are SMT twins).
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
@@ -213,7 +222,7 @@ class Detector:
             finally:
                 torch.set_num_threads(caller_threads)
         if (self.energy_meter and counting_thread and backend == "torch" and engine == "fused"
-                and self.device.type == "cpu"):
+                and self.device.type == "cpu" and (threads or torch.get_num_threads()) < _cores()):
             counter = ThreadPoolExecutor(1, "suhd-spike-counts", torch.set_num_threads, (1,))
             weakref.finalize(self, counter.shutdown, False)
             set_counter(self.model, counter)

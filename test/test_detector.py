@@ -94,21 +94,28 @@ def test_counting_can_be_skipped_per_call_and_resumes_exactly(snn_file, images) 
     np.testing.assert_array_equal(again.boxes_xyxy, first.boxes_xyxy)
 
 
-def test_counting_on_its_own_thread_gives_the_figures_of_counting_inline(snn_file,
-                                                                         images) -> None:
-    threaded = Detector(snn_file, "cpu")
-    inline = Detector(snn_file, "cpu", counting_thread=False)
-    assert all(m.counter is not None for m in threaded.model.modules()
-               if isinstance(m, SpikeProducer))
-    assert all(m.counter is None for m in inline.model.modules() if isinstance(m, SpikeProducer))
+def _counters(detector: Detector) -> list:
+    return [m.counter for m in detector.model.modules() if isinstance(m, SpikeProducer)]
+
+
+def test_counting_on_its_own_thread_gives_the_figures_of_counting_inline(
+        snn_file, images, monkeypatch) -> None:
+    monkeypatch.setattr("suhd_ros.detector._cores", lambda: 2)
+    threaded = Detector(snn_file, "cpu", threads=1)
+    inline = Detector(snn_file, "cpu", threads=1, counting_thread=False)
+    assert all(c is not None for c in _counters(threaded))
+    assert _counters(inline) == [None] * len(_counters(threaded))
+    assert set(_counters(Detector(snn_file, "cpu", threads=2))) == {None}  # no core to spare
     for batch in (images[:1], images):
         for a, b in zip(threaded.detect(batch, **ANY), inline.detect(batch, **ANY), strict=True):
             assert a.energy == b.energy and a.energy.spikes > 0
             np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
 
 
-def test_a_detection_cancelled_midway_leaves_no_counts_behind(snn_file, images) -> None:
-    detector = Detector(snn_file, "cpu")
+def test_a_detection_cancelled_midway_leaves_no_counts_behind(snn_file, images,
+                                                              monkeypatch) -> None:
+    monkeypatch.setattr("suhd_ros.detector._cores", lambda: 2)
+    detector = Detector(snn_file, "cpu", threads=1)  # counting on a thread of its own
     expected = detector.detect(images[:1], **ANY)[0]
     cancel = threading.Event()
     producers = [m for m in detector.model.modules() if isinstance(m, SpikeProducer)]
