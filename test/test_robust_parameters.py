@@ -62,6 +62,7 @@ DECLARED: dict[str, Spec] = {
     "classes": Spec(Type.INTEGER_ARRAY, read_only=False),
     "publish_overlay": Spec(Type.BOOL, read_only=False),
     "energy_every_n": Spec(Type.INTEGER, (0, 10000), read_only=False),
+    "counting_thread": Spec(Type.BOOL),
     "input_transport": Spec(Type.STRING),
     "image_topics": Spec(Type.STRING_ARRAY),
     "qos_reliability": Spec(Type.STRING),

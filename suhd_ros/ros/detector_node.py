@@ -116,6 +116,9 @@ PARAMETERS: tuple[tuple[str, Any, str, dict[str, Any]], ...] = (
      {}),
     ("energy_every_n", 10, "count spikes and energy on one batch of frames in n (live): 1 = "
      "every frame (slower), 0 = never (fastest)", {"ints": (0, 10000)}),
+    ("counting_thread", True, "count spikes on a thread of their own when inference leaves a "
+     "core free (PyTorch fused engine on the CPU): a counted frame takes less time, for more "
+     "CPU", RELOAD),
     ("input_transport", "raw", "raw: sensor_msgs/Image on 'image'; compressed: "
      "sensor_msgs/CompressedImage on 'image/compressed'", RELOAD),
     ("image_topics", Parameter.Type.STRING_ARRAY, "several cameras, one model: their image "
@@ -428,7 +431,8 @@ class SuhdDetectorNode(LifecycleNode):
                                 engine=self._param("engine"), timesteps=self._param("timesteps"),
                                 compression=self._param("compression"),
                                 threads=self._param("threads") or inference_threads(),
-                                backend=self._param("backend"))
+                                backend=self._param("backend"),
+                                counting_thread=self._param("counting_thread"))
         for warning in caught:
             self.get_logger().warning(str(warning.message))
         return detector
