@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from suhd_ros.backends.onnx_export import ExportInfo, file_sha256, spiking_layers
-from suhd_ros.backends.runtimes import BACKENDS, BackendError, make_backend
+from suhd_ros.backends.runtimes import BACKENDS, BackendError, Levels, make_backend
 from suhd_ros.paths import default_model_path, resolve_model_path
 from suhd_ros.snn.coding import DEFAULT_T, SpikeCoding
 from suhd_ros.snn.convert import conv_blocks, convert_to_snn, fold_batchnorm
@@ -170,10 +170,11 @@ class Detector:
     PyTorch network kept on the CPU for the export and the energy model. A runtime that is
     missing or cannot use the device is a DetectorError, never a quiet fallback. Foreign
     runtimes check `cancel` before and after the forward pass, not between layers.
-    counting_thread: on the CPU, when inference leaves a core free (fewer `threads` than the
-    cores this process may use), the PyTorch fused engine's spike histograms run on a thread of
-    their own, beside the layers that follow: a counted frame takes less wall time, for more
-    CPU time (the two threads slow each other where the cores share caches or are SMT twins).
+    counting_thread: when inference leaves a core free (fewer `threads` than the cores this
+    process may use), spike histograms run on a thread of their own: the PyTorch fused engine's
+    (on the CPU) beside the layers that follow, a graph backend's beside the caller's share. A
+    counted frame takes less wall time, for more CPU time (the two threads slow each other
+    where the cores share caches or are SMT twins).
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
@@ -221,11 +222,23 @@ class Detector:
                 self.energy_meter.graph((3, *self.input_size))
             finally:
                 torch.set_num_threads(caller_threads)
-        if (self.energy_meter and counting_thread and backend == "torch" and engine == "fused"
-                and self.device.type == "cpu" and (threads or torch.get_num_threads()) < _cores()):
-            counter = ThreadPoolExecutor(1, "suhd-spike-counts", torch.set_num_threads, (1,))
-            weakref.finalize(self, counter.shutdown, False)
-            set_counter(self.model, counter)
+        self._layers = dict(spiking_layers(self.model))
+        self._counter = self._counting_thread() if counting_thread else None
+        if self._counter is not None and backend == "torch":
+            set_counter(self.model, self._counter)
+
+    def _counting_thread(self) -> ThreadPoolExecutor | None:
+        """A thread for spike histograms, where spikes are counted and inference leaves a core
+        free: PyTorch's fused engine counts there beside the layers that follow; a graph
+        backend's levels, which come once the graph is done, are split between it and the
+        caller."""
+        if not (self.energy_meter and self.engine == "fused"
+                and (self.device.type == "cpu" or self.backend.name != "torch")
+                and (self.threads or torch.get_num_threads()) < _cores()):
+            return None
+        counter = ThreadPoolExecutor(1, "suhd-spike-counts", torch.set_num_threads, (1,))
+        weakref.finalize(self, counter.shutdown, False)
+        return counter
 
     @property
     def T(self) -> int:
@@ -259,18 +272,29 @@ class Detector:
             raise DetectorError(str(e)) from e
 
     def _forward(self, x: torch.Tensor, count_spikes: bool) -> torch.Tensor:
-        """Predictions from the backend; spike counts a graph computed go into the layers'
+        """Predictions from the backend; the levels a graph returns are counted into the layers'
         statistics, where the energy meter reads them as it reads PyTorch's own."""
         if self.backend.name != "torch":
             self._check_cancel(None, None)
-        predictions, counts = self.backend.run(x, count_spikes)
-        if counts is not None:
-            for (_, layer), layer_counts in zip(spiking_layers(self.model), counts.unbind(1),
-                                                strict=True):
-                layer._record(layer_counts.round().long())
+        predictions, levels = self.backend.run(x, count_spikes)
+        if levels is not None:
+            self._count_levels(levels)
         if self.backend.name != "torch":
             self._check_cancel(None, None)
         return predictions
+
+    def _count_levels(self, levels: Levels) -> None:
+        """Count a graph's levels into the layers' statistics: with a counting thread, about
+        half the elements there (largest outputs first, each to the side with fewer so far)
+        and the rest here."""
+        here = there = 0
+        for name, n in sorted(levels, key=lambda item: -item[1].numel()):
+            if self._counter is not None and there <= here:
+                there += n.numel()
+                self._layers[name].record_levels(n, self._counter)
+            else:
+                here += n.numel()
+                self._layers[name].record_levels(n)
 
     def _meter_for_call(self, count_spikes: bool) -> EnergyMeter | None:
         """Spike counting on or off for the next forward pass; the meter to read it, if on."""

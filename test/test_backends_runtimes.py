@@ -67,6 +67,30 @@ def test_fused_snn_on_each_backend_within_threshold_flips(scenes: list[np.ndarra
         assert plain.energy is None and len(plain.class_ids) > 0
 
 
+@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
+def test_a_graphs_levels_counted_on_two_threads_give_the_inline_figures(
+        backend: str, model_path: Path, scenes: list[np.ndarray],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The graph hands back every layer's levels; with a core to spare about half of them are
+    counted on the counting thread, and the figures are those of counting them all inline."""
+    monkeypatch.setattr("suhd_ros.detector._cores", lambda: 2)
+    threaded = Detector(model_path, "cpu", "fused", threads=1, backend=backend)
+    inline = Detector(model_path, "cpu", "fused", threads=1, backend=backend,
+                      counting_thread=False)
+    assert threaded._counter is not None and inline._counter is None
+    submitted = []
+    real_submit = threaded._counter.submit
+    monkeypatch.setattr(threaded._counter, "submit",
+                        lambda *a: submitted.append(a[1].numel()) or real_submit(*a))
+    for batch in (scenes[:2], scenes[:1]):
+        submitted.clear()
+        for a, b in zip(threaded.detect(batch), inline.detect(batch), strict=True):
+            assert a.energy == b.energy and a.energy.spikes > 0
+            np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
+    levels = threaded.backend.run(threaded.preprocess(scenes[:1])[0], True)[1]
+    assert 0.4 <= sum(submitted) / sum(n.numel() for _, n in levels) <= 0.6  # of one frame
+
+
 def test_export_is_cached_by_model_and_settings(model_path: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
@@ -76,10 +100,10 @@ def test_export_is_cached_by_model_and_settings(model_path: Path, tmp_path: Path
     assert len(files) == 1 and "stdi-T4" in files[0].name
     stamp = files[0].stat().st_mtime_ns
     Detector(model_path, "cpu", "fused", backend="openvino").detect(
-        [generate_scene(3, 96, 64).image])  # counts: a second graph with spike outputs
+        [generate_scene(3, 96, 64).image])  # counts: a second graph with the levels out
     Detector(model_path, "cpu", "fused", timesteps=2, backend="onnxruntime")
     names = sorted(p.name for p in (cache / "onnx").glob("*.onnx"))
-    assert len(names) == 3 and sum("spikes" in n for n in names) == 1
+    assert len(names) == 3 and sum("-levels-" in n for n in names) == 1
     assert sum("stdi-T2" in n for n in names) == 1
     assert files[0].stat().st_mtime_ns == stamp  # reused, not exported again
 

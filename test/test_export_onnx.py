@@ -26,7 +26,7 @@ from suhd_ros.backends.onnx_export import (
     spiking_layers,
 )
 from suhd_ros.detector import Detector
-from suhd_ros.snn.layers import reset_statistics
+from suhd_ros.snn.layers import level_spike_counts, reset_statistics
 from suhd_ros.synthetic.scenes import generate_scene
 from suhd_ros.tools import export as export_tool
 
@@ -57,7 +57,7 @@ def batch(fused: Detector) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def counted_file(fused: Detector, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "tiny_spikes.onnx"
-    return export_onnx(fused.model, _info(fused), path, spike_counts=True, dynamic_batch=True)
+    return export_onnx(fused.model, _info(fused), path, spikes="counts", dynamic_batch=True)
 
 
 def _torch_outputs(detector: Detector, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +108,39 @@ def test_onnxruntime_and_openvino_match_pytorch(counted_file: Path, fused: Detec
         assert close.mean() > 0.99, (name, close.mean())
 
 
+def test_levels_file_counts_what_the_counts_file_counts(counted_file: Path, fused: Detector,
+                                                        batch: torch.Tensor,
+                                                        tmp_path: Path) -> None:
+    """The levels out of the graph, counted by histogram, give the spike counts the graph
+    computes itself in the same runtime, to the spike (the same convolutions, so the same
+    levels), for every layer including SPPF's pool, which fires three times a frame."""
+    path = export_onnx(fused.model, _info(fused), tmp_path / "levels.onnx", spikes="levels",
+                       dynamic_batch=True)
+    onnx.checker.check_model(str(path), full_check=True)
+    meta = read_metadata(path)
+    owners = json.loads(meta["spike_layers"])
+    layers = dict(spiking_layers(fused.model))
+    assert meta["spike_outputs"] == "levels" and set(owners) == set(layers)
+    assert len(owners) == len(layers) + 2  # the pool's three calls are three outputs
+    feed = np.ascontiguousarray(batch.numpy())
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, {"images": feed}), strict=True))
+    assert len(outputs) == len(owners) + 1
+    counts: dict[str, torch.Tensor] = {}
+    for i, owner in enumerate(owners):
+        levels = outputs[f"spike_levels_{i}"]
+        assert levels.dtype == np.uint8 and levels.shape[0] == len(batch)
+        layer_counts = level_spike_counts(torch.from_numpy(levels), fused.coding)
+        counts[owner] = counts.get(owner, 0) + layer_counts
+    in_graph = ort.InferenceSession(str(counted_file), providers=["CPUExecutionProvider"]).run(
+        ["spike_counts"], {"images": feed})[0]
+    expected = json.loads(read_metadata(counted_file)["spike_layers"])
+    got = np.stack([counts[name].numpy() for name in expected], axis=1)
+    np.testing.assert_array_equal(got, in_graph)
+    assert got.sum() > 0
+
+
 def test_ann_export_runs_in_onnxruntime(model_path: Path, batch: torch.Tensor,
                                         tmp_path: Path) -> None:
     ann = Detector(model_path, "cpu", "ann")
@@ -124,7 +157,9 @@ def test_export_refuses_what_it_cannot_write(model_path: Path, fused: Detector,
                                              tmp_path: Path) -> None:
     ann = Detector(model_path, "cpu", "ann")
     with pytest.raises(ExportError, match="fused"):
-        export_onnx(ann.model, _info(ann), tmp_path / "a.onnx", spike_counts=True)
+        export_onnx(ann.model, _info(ann), tmp_path / "a.onnx", spikes="counts")
+    with pytest.raises(ExportError, match="spikes must be one of"):
+        export_onnx(fused.model, _info(fused), tmp_path / "c.onnx", spikes="histogram")
     with pytest.raises(ExportError, match="opset"):
         export_onnx(fused.model, _info(fused), tmp_path / "b.onnx", opset=13)
     assert not list(tmp_path.iterdir())

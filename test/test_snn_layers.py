@@ -15,7 +15,6 @@ from suhd_ros.snn.layers import (
     SpikeMaxPool,
     SpikeUpsample,
     SpikingConv,
-    counts_level_pairs,
     level_spike_counts,
     reset_statistics,
     set_counter,
@@ -136,7 +135,7 @@ def test_output_integrator_returns_analog_potential() -> None:
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 4, 5), (3, 3, 5, 3), (1, 1, 1, 1)])  # odd sizes too
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "uint8"])
 @pytest.mark.parametrize("coding", [SpikeCoding("stdi", 4, 3), SpikeCoding("stdi", 1, 2),
                                     SpikeCoding("rate", 5), SpikeCoding("stdi", 8, 8)])
 def test_level_spike_counts_match_spikes_from_levels(coding, layout, shape, monkeypatch) -> None:
@@ -144,16 +143,13 @@ def test_level_spike_counts_match_spikes_from_levels(coding, layout, shape, monk
     if layout == "channels_last":
         levels = levels.contiguous(memory_format=torch.channels_last)
     expected = spikes_from_levels(levels, coding).sum(dim=(2, 3, 4)).T.long()
+    if layout == "uint8" and coding.L <= 255:  # a graph's levels (onnx_export.level_dtype)
+        assert torch.equal(level_spike_counts(levels.to(torch.uint8), coding), expected)
     assert torch.equal(level_spike_counts(levels, coding), expected)
     assert torch.equal(step_spike_counts(levels, coding).long(), expected)
     monkeypatch.setattr("suhd_ros.snn.neurons.EXACT_FLOAT32_COUNT", 1)  # a layer too large
     counts = step_spike_counts(levels, coding)  # for exact float32 sums
     assert counts.dtype == torch.float64 and torch.equal(counts.long(), expected)
-
-
-def test_level_counting_uses_pairs_where_the_table_is_small() -> None:
-    assert counts_level_pairs(SpikeCoding("stdi", 4, 8))  # the model file's setting, L = 80
-    assert not counts_level_pairs(SpikeCoding("stdi", 8, 8))  # L = 288: one level per element
 
 
 @pytest.mark.parametrize("on_a_thread", [False, True])

@@ -37,44 +37,50 @@ def level_spike_table(coding: SpikeCoding) -> Tensor:
 PAIR_BINS_LIMIT = 2**16  # histogram bins for pairs of levels, (L+1)^2: L <= 255
 
 
-def counts_level_pairs(coding: SpikeCoding) -> bool:
-    """Whether `level_spike_counts` counts pairs of levels (small L) or single levels."""
-    return (coding.L + 1) ** 2 <= PAIR_BINS_LIMIT
-
-
 def level_spike_counts(n: Tensor, coding: SpikeCoding, table: Tensor | None = None) -> Tensor:
-    """Spikes per sample and step [N, T] (int64) of levels n [N, ...], as the neurons send them.
+    """Spikes per sample and step [N, T] (int64) of levels n [N, ...] (float, or uint8 from a
+    graph), as the neurons send them.
 
     Equal to summing `spikes_from_levels(n)` but cheaper: an integer histogram of the levels per
-    sample times the spikes each level sends per step (`table`, `level_spike_table`). Its cost
-    is per element counted, so where L is small each level a of the first half of a sample is
-    paired with a level b of the second and the pair counted as one element a (L+1) + b (exact
-    in float32): half the elements, for one elementwise pass over contiguous halves; the pairs'
-    histogram is then summed back to the levels'. Levels are read in memory order, so a
-    channels-last tensor is not copied. The cost does not grow with T.
+    sample (`level_histogram`) times the spikes each level sends per step (`table`,
+    `level_spike_table`). Levels are read in memory order, so a channels-last tensor is not
+    copied. The cost does not grow with T.
     """
     table = level_spike_table(coding).to(n.device) if table is None else table
-    size = coding.L + 1
     order = sorted(range(1, n.dim()), key=lambda d: -n.stride(d))
-    flat = n.permute(0, *order).reshape(n.shape[0], -1)
-    pairs = counts_level_pairs(coding)
-    odd_spikes = None
+    hist = level_histogram(n.permute(0, *order).reshape(n.shape[0], -1), coding.L + 1)
+    return (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
+
+
+def level_histogram(flat: Tensor, size: int) -> Tensor:
+    """How often each level 0..size-1 occurs in each row of flat [N, K]: [N, size] (int64).
+
+    Its cost is per element counted (bincount's), so float levels with a small L are paired:
+    each level a of a row's first half with a level b of its second, counted as one element
+    a size + b (exact in float32; half the elements, for one elementwise pass over contiguous
+    halves), and the pairs' histogram summed back to the levels'. uint8 levels (a graph's) are
+    counted as they are: bincount reads bytes, and pairing would first widen every element.
+    """
+    if flat.dtype == torch.uint8:
+        return torch.stack([torch.bincount(row, minlength=size) for row in flat])
+    pairs = size * size <= PAIR_BINS_LIMIT
+    odd = flat[:, -1] if pairs and flat.shape[1] % 2 else None  # an odd row's last level
     if pairs:
         half = flat.shape[1] // 2
-        if flat.shape[1] % 2:
-            odd_spikes = table[flat[:, -1].long()]
         flat = torch.add(flat[:, half:2 * half], flat[:, :half], alpha=size)
     bins = size * size if pairs else size
     index = flat.to(torch.int32)
-    if n.shape[0] > 1:
-        offsets = torch.arange(n.shape[0], device=n.device, dtype=torch.int32) * bins
+    if flat.shape[0] > 1:
+        offsets = torch.arange(flat.shape[0], device=flat.device, dtype=torch.int32) * bins
         index = index + offsets[:, None]
-    hist = torch.bincount(index.view(-1), minlength=n.shape[0] * bins).view(-1, bins)
-    if pairs:  # how often each level occurs in either half
-        hist = hist.view(-1, size, size)
-        hist = hist.sum(dim=2) + hist.sum(dim=1)
-    counts = (hist.unsqueeze(-1) * table).sum(dim=1)  # no int64 matmul on CUDA
-    return counts if odd_spikes is None else counts + odd_spikes
+    hist = torch.bincount(index.view(-1), minlength=flat.shape[0] * bins).view(-1, bins)
+    if not pairs:
+        return hist
+    hist = hist.view(-1, size, size)  # how often each level occurs in either half
+    hist = hist.sum(dim=2) + hist.sum(dim=1)
+    if odd is not None:
+        hist[torch.arange(hist.shape[0], device=hist.device), odd.long()] += 1
+    return hist
 
 
 def integrate(conv: nn.Conv2d, x: Tensor, coding: SpikeCoding, engine: Engine) -> Tensor:
@@ -190,18 +196,19 @@ class SpikeProducer(SpikingLayer):
     def _emit_levels(self, n: Tensor) -> Tensor:
         """fused engine: levels [N, C, H, W] -> the decoded value theta * n (into n, unless n
         is counted on another thread)."""
-        if self.record_statistics and self._record_levels(n):
+        if self.record_statistics and self.record_levels(n):
             return n * self.theta
         return n.mul_(self.theta)
 
-    def _record_levels(self, n: Tensor) -> bool:
-        """Count the spikes of levels n now, or on `counter` (then True: n must stay as it is
-        until it is counted)."""
-        if self.counter is None:
+    def record_levels(self, n: Tensor, counter: Executor | None = None) -> bool:
+        """Count the spikes of levels n now, or on `counter` (default: the layer's own; then
+        True: n must stay as it is until it is counted)."""
+        counter = counter or self.counter
+        if counter is None:
             self._record(level_spike_counts(n, self.coding, self.level_spikes))
             return False
         self.tally.pending.append(
-            self.counter.submit(level_spike_counts, n, self.coding, self.level_spikes))
+            counter.submit(level_spike_counts, n, self.coding, self.level_spikes))
         return True
 
     def _record(self, counts: Tensor) -> None:
@@ -268,7 +275,7 @@ class SpikeMaxPool(SpikeProducer):
         _expect_dims(x, 4, self.engine)
         pooled = self._pool(x)  # max-pooling theta * n picks one of the inputs: exact
         if self.record_statistics:
-            self._record_levels(self._input_spikes(pooled))
+            self.record_levels(self._input_spikes(pooled))
         return pooled
 
 

@@ -2,8 +2,10 @@
 
 The graph uses plain opset-17 operators (the quantiser is Div, Add, Floor, Clip), so ONNX
 Runtime, OpenVINO and TensorRT read it without our code. Output `predictions` [N, M, 5 + nc]
-is before NMS; with --spike-counts, `spike_counts` [N, layers, T] too. Class names, input size,
-T, f_c and coding are in the file's metadata_props.
+is before NMS; with --spike-counts, `spike_counts` [N, layers, T] too, or with --spike-levels
+each spiking layer's integer levels (`spike_levels_K`, for a reader to count by histogram;
+the metadata's spike_layers names the layer of each). Class names, input size, T, f_c and
+coding are in the file's metadata_props.
 
 Examples:
   suhd-export models/suhd-yolov5n-shapes.safetensors -o suhd.onnx
@@ -31,8 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", "-T", type=int, help="override the model's T")
     p.add_argument("--compression", "--fc", type=int, help="override the model's f_c")
     p.add_argument("--dynamic-batch", action="store_true", help="batch size free (default 1)")
-    p.add_argument("--spike-counts", action="store_true",
-                   help="also output each spiking layer's spikes per step (fused only)")
+    spikes = p.add_mutually_exclusive_group()
+    spikes.add_argument("--spike-counts", dest="spikes", action="store_const", const="counts",
+                        help="also output each spiking layer's spikes per step (fused only)")
+    spikes.add_argument("--spike-levels", dest="spikes", action="store_const", const="levels",
+                        help="also output each spiking layer's levels (fused only)")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     return p
 
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:  # no half-written file
             written = export_onnx(detector.model, info, Path(tmp) / args.output.name,
-                                  args.spike_counts, args.dynamic_batch, args.opset)
+                                  args.spikes, args.dynamic_batch, args.opset)
             path = written.replace(args.output)
     except (DetectorError, ExportError, OSError) as e:
         print(f"suhd-export: error: {e}", file=sys.stderr)
