@@ -170,11 +170,10 @@ class Detector:
     PyTorch network kept on the CPU for the export and the energy model. A runtime that is
     missing or cannot use the device is a DetectorError, never a quiet fallback. Foreign
     runtimes check `cancel` before and after the forward pass, not between layers.
-    counting_thread: when inference leaves a core free (fewer `threads` than the cores this
-    process may use), spike histograms run on a thread of their own: the PyTorch fused engine's
-    (on the CPU) beside the layers that follow, a graph backend's beside the caller's share. A
-    counted frame takes less wall time, for more CPU time (the two threads slow each other
-    where the cores share caches or are SMT twins).
+    counting_thread: on the CPU, when inference leaves a core free (fewer `threads` than the
+    cores this process may use), the PyTorch fused engine's spike histograms run on a thread of
+    their own, beside the layers that follow: a counted frame takes less wall time, for more
+    CPU time (the two threads slow each other where the cores share caches or are SMT twins).
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", engine: str = "fused",
@@ -223,22 +222,11 @@ class Detector:
             finally:
                 torch.set_num_threads(caller_threads)
         self._layers = dict(spiking_layers(self.model))
-        self._counter = self._counting_thread() if counting_thread else None
-        if self._counter is not None and backend == "torch":
-            set_counter(self.model, self._counter)
-
-    def _counting_thread(self) -> ThreadPoolExecutor | None:
-        """A thread for spike histograms, where spikes are counted and inference leaves a core
-        free: PyTorch's fused engine counts there beside the layers that follow; a graph
-        backend's levels, which come once the graph is done, are split between it and the
-        caller."""
-        if not (self.energy_meter and self.engine == "fused"
-                and (self.device.type == "cpu" or self.backend.name != "torch")
-                and (self.threads or torch.get_num_threads()) < _cores()):
-            return None
-        counter = ThreadPoolExecutor(1, "suhd-spike-counts", torch.set_num_threads, (1,))
-        weakref.finalize(self, counter.shutdown, False)
-        return counter
+        if (self.energy_meter and counting_thread and backend == "torch" and engine == "fused"
+                and self.device.type == "cpu" and (threads or torch.get_num_threads()) < _cores()):
+            counter = ThreadPoolExecutor(1, "suhd-spike-counts", torch.set_num_threads, (1,))
+            weakref.finalize(self, counter.shutdown, False)
+            set_counter(self.model, counter)
 
     @property
     def T(self) -> int:
@@ -284,17 +272,10 @@ class Detector:
         return predictions
 
     def _count_levels(self, levels: Levels) -> None:
-        """Count a graph's levels into the layers' statistics: with a counting thread, about
-        half the elements there (largest outputs first, each to the side with fewer so far)
-        and the rest here."""
-        here = there = 0
-        for name, n in sorted(levels, key=lambda item: -item[1].numel()):
-            if self._counter is not None and there <= here:
-                there += n.numel()
-                self._layers[name].record_levels(n, self._counter)
-            else:
-                here += n.numel()
-                self._layers[name].record_levels(n)
+        """Count a graph's levels into the layers' statistics, here (splitting them with the
+        counting thread measured no faster: the two cores slow each other)."""
+        for name, n in levels:
+            self._layers[name].record_levels(n)
 
     def _meter_for_call(self, count_spikes: bool) -> EnergyMeter | None:
         """Spike counting on or off for the next forward pass; the meter to read it, if on."""

@@ -67,30 +67,6 @@ def test_fused_snn_on_each_backend_within_threshold_flips(scenes: list[np.ndarra
         assert plain.energy is None and len(plain.class_ids) > 0
 
 
-@pytest.mark.parametrize("backend", GRAPH_BACKENDS)
-def test_a_graphs_levels_counted_on_two_threads_give_the_inline_figures(
-        backend: str, model_path: Path, scenes: list[np.ndarray],
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The graph hands back every layer's levels; with a core to spare about half of them are
-    counted on the counting thread, and the figures are those of counting them all inline."""
-    monkeypatch.setattr("suhd_ros.detector._cores", lambda: 2)
-    threaded = Detector(model_path, "cpu", "fused", threads=1, backend=backend)
-    inline = Detector(model_path, "cpu", "fused", threads=1, backend=backend,
-                      counting_thread=False)
-    assert threaded._counter is not None and inline._counter is None
-    submitted = []
-    real_submit = threaded._counter.submit
-    monkeypatch.setattr(threaded._counter, "submit",
-                        lambda *a: submitted.append(a[1].numel()) or real_submit(*a))
-    for batch in (scenes[:2], scenes[:1]):
-        submitted.clear()
-        for a, b in zip(threaded.detect(batch), inline.detect(batch), strict=True):
-            assert a.energy == b.energy and a.energy.spikes > 0
-            np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
-    levels = threaded.backend.run(threaded.preprocess(scenes[:1])[0], True)[1]
-    assert 0.4 <= sum(submitted) / sum(n.numel() for _, n in levels) <= 0.6  # of one frame
-
-
 def test_export_is_cached_by_model_and_settings(model_path: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"

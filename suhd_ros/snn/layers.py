@@ -200,15 +200,14 @@ class SpikeProducer(SpikingLayer):
             return n * self.theta
         return n.mul_(self.theta)
 
-    def record_levels(self, n: Tensor, counter: Executor | None = None) -> bool:
-        """Count the spikes of levels n now, or on `counter` (default: the layer's own; then
-        True: n must stay as it is until it is counted)."""
-        counter = counter or self.counter
-        if counter is None:
+    def record_levels(self, n: Tensor) -> bool:
+        """Count the spikes of levels n now, or on `counter` (then True: n must stay as it is
+        until it is counted)."""
+        if self.counter is None:
             self._record(level_spike_counts(n, self.coding, self.level_spikes))
             return False
         self.tally.pending.append(
-            counter.submit(level_spike_counts, n, self.coding, self.level_spikes))
+            self.counter.submit(level_spike_counts, n, self.coding, self.level_spikes))
         return True
 
     def _record(self, counts: Tensor) -> None:
