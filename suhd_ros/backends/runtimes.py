@@ -209,17 +209,19 @@ class _StaticBatches:
         self.core = core
         self.path = path
         self.config = config
-        self.requests: dict[tuple[int, ...], Any] = {}
-        shape = self.core.read_model(str(path)).input(0).get_partial_shape()
-        self.request((1, *(d.get_length() for d in list(shape)[1:])))
+        model = self.core.read_model(str(path))
+        dims = list(model.input(0).get_partial_shape())[1:]
+        shape = (1, *(d.get_length() for d in dims))
+        self.requests: dict[tuple[int, ...], Any] = {shape: self._compile(model, shape)}
 
     def request(self, shape: tuple[int, ...]) -> Any:
         if shape not in self.requests:
-            model = self.core.read_model(str(self.path))
-            model.reshape({INPUT_NAME: list(shape)})
-            compiled = self.core.compile_model(model, "CPU", self.config)
-            self.requests[shape] = compiled.create_infer_request()
+            self.requests[shape] = self._compile(self.core.read_model(str(self.path)), shape)
         return self.requests[shape]
+
+    def _compile(self, model: Any, shape: tuple[int, ...]) -> Any:
+        model.reshape({INPUT_NAME: list(shape)})
+        return self.core.compile_model(model, "CPU", self.config).create_infer_request()
 
 
 def make_backend(name: str, model: nn.Module, info: ExportInfo | None, device: torch.device,
