@@ -137,6 +137,7 @@ def test_output_integrator_returns_analog_potential() -> None:
 @pytest.mark.parametrize("shape", [(3, 2, 4, 5), (3, 3, 5, 3), (1, 1, 1, 1)])  # odd sizes too
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "uint8"])
 @pytest.mark.parametrize("coding", [SpikeCoding("stdi", 4, 3), SpikeCoding("stdi", 1, 2),
+                                    SpikeCoding("stdi", 4, 8), SpikeCoding("stdi", 6, 8),
                                     SpikeCoding("rate", 5), SpikeCoding("stdi", 8, 8)])
 def test_level_spike_counts_match_spikes_from_levels(coding, layout, shape, monkeypatch) -> None:
     levels = torch.randint(0, coding.L + 1, shape, generator=_generator(6)).float()
