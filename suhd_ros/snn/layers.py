@@ -84,7 +84,7 @@ def level_histogram(flat: Tensor, size: int) -> Tensor:
 
 
 def _byte_pair_histogram(row: Tensor, size: int) -> Tensor:
-    """How often each level 0..size-1 occurs in a 1-D uint8 tensor [size].
+    """How often each level 0..size-1 occurs in a 1-D uint8 tensor of levels: [size] (int64).
 
     Two neighbouring bytes a, b read as one int16 are the index a + 256 b (b + 256 a on a
     big-endian machine: either way one level indexes the row, the other the column of a
