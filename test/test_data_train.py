@@ -2,6 +2,7 @@
 
 import logging
 import math
+import shutil
 import sys
 from dataclasses import replace
 from types import SimpleNamespace
@@ -27,6 +28,7 @@ from suhd_ros.training.loop import (
     make_model,
     make_optimizer,
     make_sources,
+    resumed_config,
     train,
     training_batch,
     worker_count,
@@ -188,8 +190,13 @@ def test_training_saves_a_model_file_and_resumes_to_the_same_weights(tmp_path):
     train(replace(TINY, out_dir=str(tmp_path / "b"), epochs=1))
     checkpoint = torch.load(tmp_path / "b" / CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["state"]["epoch"] == 0
-    train(replace(TINY, out_dir=str(tmp_path / "b"), resume=True))
-    a, b = _weights(tmp_path / "a" / CHECKPOINT_NAME), _weights(tmp_path / "b" / CHECKPOINT_NAME)
+    # the command line resumes with the saved settings, from a folder copied elsewhere too
+    shutil.copytree(tmp_path / "b", tmp_path / "moved")
+    threads = str(torch.get_num_threads())
+    assert main(["--out-dir", str(tmp_path / "moved"), "--resume", "--epochs", "2",
+                 "--threads", threads]) == 0
+    a = _weights(tmp_path / "a" / CHECKPOINT_NAME)
+    b = _weights(tmp_path / "moved" / CHECKPOINT_NAME)
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
@@ -198,6 +205,12 @@ def test_training_saves_a_model_file_and_resumes_to_the_same_weights(tmp_path):
 
     with pytest.raises(ResumeError, match="lr0"):
         train(replace(TINY, out_dir=str(tmp_path / "b"), resume=True, lr0=0.5))
+    with pytest.raises(ResumeError, match="lr0"):
+        resumed_config({"out_dir": str(tmp_path / "b"), "lr0": 0.5})
+    assert resumed_config({"out_dir": str(tmp_path / "b"), "lr0": TINY.lr0, "epochs": 5}) == \
+        replace(TINY, out_dir=str(tmp_path / "b"), resume=True, epochs=5)
+    with pytest.raises(ResumeError, match="nothing to resume"):
+        resumed_config({"out_dir": str(tmp_path / "none")})
 
 
 def test_training_can_start_from_a_model_files_weights(tmp_path):

@@ -77,8 +77,8 @@ from suhd_ros.yolo.postprocess import postprocess
 CHECKPOINT_NAME = "last.pt"
 BEST_NAME = "best.safetensors"
 RESULTS_NAME = "results.json"
-# settings a resumed run may change
-_ANY_RUN = ("epochs", "resume", "progress", "threads", "device", "workers")
+# settings a resumed run may change (out_dir: a run folder may be moved or copied)
+_ANY_RUN = ("out_dir", "epochs", "resume", "progress", "threads", "device", "workers")
 GENERATED_PER_EPOCH = 2000  # fresh scenes per epoch when no dataset is given
 LOG = logging.getLogger("suhd_ros.training")
 
@@ -526,6 +526,25 @@ def _check_resumable(saved: dict, config: TrainConfig) -> None:
         raise ResumeError(f"cannot resume: settings differ from the saved run: {changed}")
 
 
+def _saved_checkpoint(out_dir: str, device: torch.device | str = "cpu") -> dict:
+    path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise ResumeError(f"nothing to resume: {path} does not exist")
+    return torch.load(path, weights_only=True, map_location=device)
+
+
+def resumed_config(given: dict) -> TrainConfig:
+    """The settings of the run saved in `given["out_dir"]` with `given` applied, so that
+    `suhd-train --out-dir RUN --resume` needs no other option. Only the settings in `_ANY_RUN`
+    (epochs, threads, ...) may differ from the saved ones; the others may be repeated."""
+    saved = _saved_checkpoint(given.get("out_dir", TrainConfig.out_dir))["config"]
+    known = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in {**saved, **given}.items() if k in known})
+    config.resume = True
+    _check_resumable(saved, config)
+    return config
+
+
 def load_checkpoint(
     payload: dict,
     model: nn.Module,
@@ -643,11 +662,7 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
     the saved state when resuming."""
     device = resolve_device(config.device)
     model = make_model(config, source.names).to(device)
-    saved = None
-    if config.resume:
-        if not (out / CHECKPOINT_NAME).is_file():
-            raise ResumeError(f"nothing to resume: {out / CHECKPOINT_NAME} does not exist")
-        saved = torch.load(out / CHECKPOINT_NAME, weights_only=True, map_location=device)
+    saved = _saved_checkpoint(str(out), device) if config.resume else None
     coding, lambdas, teacher = None, {}, None
     if config.quantise and (config.distil > 0 or config.distil_features > 0):
         teacher = float_teacher(model)
