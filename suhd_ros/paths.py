@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE = "suhd_ros"
-DEFAULT_MODEL = "suhd-yolov5n-shapes.safetensors"
+DEFAULT_MODEL = "suhd-yolov5n-shapes.safetensors"  # fine-tuned with the quantiser: T = 4, f_c = 4
+# the float ANN the default model was fine-tuned from, converted after training (T = 4, f_c = 8):
+# the 1.000 reference of the accuracy tables
+REFERENCE_MODEL = "suhd-yolov5n-shapes-post-training.safetensors"
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,6 +43,11 @@ def package_installed(name: str) -> bool:
 def default_model_path() -> Path:
     """The embedded default model file."""
     return share_dir() / "models" / DEFAULT_MODEL
+
+
+def reference_model_path() -> Path:
+    """The embedded float ANN the default model came from (with its post-training conversion)."""
+    return share_dir() / "models" / REFERENCE_MODEL
 
 
 def resolve_model_path(model_path: str | Path | None) -> Path:

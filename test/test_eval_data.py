@@ -107,8 +107,9 @@ def test_data_report_with_compare_rows(exported: dict[str, Path], benchmark_row:
     t2 = convert(default_model_path(), [s.image for s in benchmark_scenes(4, split="val")],
                  tmp_path / "t2.safetensors", ConversionSettings(T=2, f_c=4), progress=False)
     out = tmp_path / "report"
-    assert main(["--data", str(renamed), "--split", "test", "--quick", "--out", str(out),
-                 "--compare", str(default_model_path()), str(t2)]) == 0
+    assert main(["--model", str(default_model_path()), "--data", str(renamed), "--split", "test",
+                 "--quick", "--out", str(out), "--compare", str(default_model_path()),
+                 str(t2)]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 3  # the model, and each compared file
     assert "part0" in warnings[0] and CLASS_NAMES[0] in warnings[0]

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from suhd_ros.detector import Detector
-from suhd_ros.tools.evaluate import main
+from suhd_ros.paths import default_model_path, reference_model_path
+from suhd_ros.tools.evaluate import _models, _parser, main
 
 
 def test_report_has_the_yolov5_and_the_node_protocols(model_path: Path, tmp_path: Path) -> None:
@@ -28,3 +29,10 @@ def test_report_has_the_yolov5_and_the_node_protocols(model_path: Path, tmp_path
 def test_a_missing_model_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["--model", str(tmp_path / "none.safetensors"), "--out", str(tmp_path)]) == 2
     assert "suhd-eval: error:" in capsys.readouterr().err
+
+
+def test_without_a_model_the_float_ann_is_swept_and_the_default_model_compared() -> None:
+    assert _models(_parser().parse_args([])) == (
+        str(reference_model_path()), [str(default_model_path())])
+    given = _parser().parse_args(["--model", "a.safetensors", "--compare", "b.safetensors"])
+    assert _models(given) == ("a.safetensors", ["b.safetensors"])

@@ -7,9 +7,11 @@ folder; into runs/eval/<dataset>), with AP per class under the dataset's names. 
 YOLOv5's val.py scores it (multi-label); the ANN and the model file's setting are also scored as
 the node publishes (one class per box). --compare adds other SNN model files (e.g. fine-tuned
 with suhd-train --quantise), each at its own T / f_c / coding, against the ANN of --model.
+Without --model, the sweep is of the float ANN the embedded default model was fine-tuned from,
+and the default model (T = 4, f_c = 4, fine-tuned with the quantiser) is compared beside it.
 
 Examples:
-  suhd-eval                                  # embedded model, 500 test images, full sweep
+  suhd-eval                                  # embedded models, 500 test images, full sweep
   suhd-eval --model my.safetensors --images 100 --quick
   suhd-eval --model my.safetensors --data datasets/fruit/data.yaml --split val
   suhd-eval --model snn.safetensors --compare qat_T4.safetensors qat_T2.safetensors --quick
@@ -42,6 +44,7 @@ from suhd_ros.evaluation.sweep import (
     size_table,
     sweep,
 )
+from suhd_ros.paths import default_model_path, reference_model_path
 from suhd_ros.synthetic.scenes import BENCHMARK_SIZE, CLASS_NAMES
 from suhd_ros.tools.arguments import at_least_one
 
@@ -51,7 +54,9 @@ BENCHMARK_IMAGES = 500  # the test scenes docs/results is made from
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="suhd-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="", help="model file (default: the embedded model)")
+    p.add_argument("--model", default="",
+                   help="model file (default: the float ANN the embedded default model was "
+                        "fine-tuned from, with the default model compared)")
     p.add_argument("--data", type=Path,
                    help="your dataset (YOLO data.yaml or folder, COCO JSON or folder, VOC "
                         "folder) instead of the built-in benchmark")
@@ -219,11 +224,21 @@ def check_names(model: Detector, names: Sequence[str], what: str) -> str | None:
     return None
 
 
+def _models(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """--model and --compare; without --model, the embedded float ANN (its post-training
+    conversions swept) and the default model fine-tuned from it, compared."""
+    if args.model:
+        return args.model, list(args.compare)
+    return str(reference_model_path()), [str(default_model_path()), *args.compare]
+
+
 def _run(args: argparse.Namespace) -> ScoredImages:
     """Every row of the report, written to the output folder; its images."""
+    model_path, compared_paths = _models(args)
     # an SNN file? (no spike statistics: probing the energy graph takes seconds)
-    model = Detector(args.model, args.device, "fused", statistics=False, backend=args.backend)
-    others = [Detector(path, args.device, "fused", backend=args.backend) for path in args.compare]
+    model = Detector(model_path, args.device, "fused", statistics=False, backend=args.backend)
+    others = [Detector(path, args.device, "fused", backend=args.backend)
+              for path in compared_paths]
     test = _dataset(args) if args.data is not None else _benchmark(args)
     what = "the dataset" if args.data is not None else "the benchmark"
     for detector in (model, *others):
