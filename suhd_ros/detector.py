@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from suhd_ros.backends.onnx_export import ExportInfo, file_sha256, spiking_layers
+from suhd_ros.backends.onnx_export import ExportInfo, spiking_layers
 from suhd_ros.backends.runtimes import BACKENDS, BackendError, Levels, make_backend
 from suhd_ros.paths import default_model_path, resolve_model_path
 from suhd_ros.snn.coding import DEFAULT_T, SpikeCoding
@@ -41,6 +41,7 @@ from suhd_ros.yolo.model_file import (
     ModelFileError,
     build_model,
     load_model_file,
+    sha256_file,
 )
 from suhd_ros.yolo.postprocess import postprocess
 from suhd_ros.yolo.preprocess import network_input
@@ -253,7 +254,7 @@ class Detector:
     def _backend(self, name: str) -> Any:
         info = None if name == "torch" else ExportInfo(
             tuple(self.names), self.input_size, self.engine,
-            None if self.engine == "ann" else self.coding, file_sha256(self.model_path))
+            None if self.engine == "ann" else self.coding, sha256_file(self.model_path))
         try:
             return make_backend(name, self.model, info, self.device, self.threads)
         except BackendError as e:

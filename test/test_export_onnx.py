@@ -21,7 +21,6 @@ from suhd_ros.backends.onnx_export import (
     ExportError,
     ExportInfo,
     export_onnx,
-    file_sha256,
     read_metadata,
     spiking_layers,
 )
@@ -29,6 +28,7 @@ from suhd_ros.detector import Detector
 from suhd_ros.snn.layers import level_spike_counts, reset_statistics
 from suhd_ros.synthetic.scenes import generate_scene
 from suhd_ros.tools import export as export_tool
+from suhd_ros.yolo.model_file import sha256_file
 
 # what the graphs may contain: plain operators every ONNX runtime and TensorRT implement
 PLAIN_OPS = {"Add", "Cast", "Clip", "Concat", "Constant", "Conv", "Div", "Expand", "Floor",
@@ -40,7 +40,7 @@ PLAIN_OPS = {"Add", "Cast", "Clip", "Concat", "Constant", "Conv", "Div", "Expand
 def _info(detector: Detector) -> ExportInfo:
     return ExportInfo(tuple(detector.names), detector.input_size, detector.engine,
                       None if detector.engine == "ann" else detector.coding,
-                      file_sha256(detector.model_path))
+                      sha256_file(detector.model_path))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_file_is_plain_onnx_with_metadata(counted_file: Path, fused: Detector) -
     assert json.loads(meta["names"]) == fused.names
     assert json.loads(meta["input_size"]) == list(fused.input_size)
     assert (meta["T"], meta["f_c"], meta["coding"]) == (str(fused.T), str(fused.f_c), "stdi")
-    assert meta["source_sha256"] == file_sha256(fused.model_path)
+    assert meta["source_sha256"] == sha256_file(fused.model_path)
     layers = [name for name, _ in spiking_layers(fused.model)]
     assert json.loads(meta["spike_layers"]) == layers
     outputs = {o.name: o for o in proto.graph.output}

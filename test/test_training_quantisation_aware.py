@@ -19,7 +19,7 @@ from suhd_ros.training.quantisation_aware import (
     distillation_loss,
     feature_distillation_loss,
 )
-from suhd_ros.yolo.model_file import build_model, load_model_file
+from suhd_ros.yolo.model_file import build_model, load_model_file, sha256_file
 from suhd_ros.yolo.preprocess import network_input
 
 TINY = TrainConfig(img_size=64, width_multiple=0.125, batch_size=4, nominal_batch=4,
@@ -52,6 +52,7 @@ def test_the_file_runs_in_the_detector_as_the_fine_tuned_network_computed(
     assert (snn_meta["T"], snn_meta["f_c"], snn_meta["half_start"]) == (2, 4, True)
     assert snn_meta["quantisation_aware"] is True and model_file.lambdas
     assert snn_meta["learnt_thresholds"] is (threshold_lr > 0)
+    assert model_file.metadata["source_sha256"] == sha256_file(float_model)  # where it came from
     calibrated = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["lambdas"]
     moved = [not torch.equal(calibrated[k], v) for k, v in model_file.lambdas.items()]
     assert all(moved) if threshold_lr > 0 else not any(moved)

@@ -23,7 +23,6 @@ spike_layers (JSON), source_sha256.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import warnings
 from collections.abc import Iterator
@@ -76,14 +75,6 @@ class ExportInfo:
             "spike_layers": json.dumps(spike_layers),
             "source_sha256": self.source_sha256,
         }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def spiking_layers(model: nn.Module) -> list[tuple[str, SpikeProducer]]:

@@ -20,8 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from suhd_ros.backends.onnx_export import OPSET, ExportError, ExportInfo, export_onnx, file_sha256
+from suhd_ros.backends.onnx_export import OPSET, ExportError, ExportInfo, export_onnx
 from suhd_ros.detector import Detector, DetectorError
+from suhd_ros.yolo.model_file import sha256_file
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                             statistics=False)
         info = ExportInfo(tuple(detector.names), detector.input_size, args.engine,
                           None if args.engine == "ann" else detector.coding,
-                          file_sha256(detector.model_path))
+                          sha256_file(detector.model_path))
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=args.output.parent) as tmp:  # no half-written file
             written = export_onnx(detector.model, info, Path(tmp) / args.output.name,

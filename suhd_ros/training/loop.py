@@ -71,6 +71,7 @@ from suhd_ros.yolo.model_file import (
     load_model_file,
     model_metadata,
     save_model_file,
+    sha256_file,
 )
 from suhd_ros.yolo.postprocess import postprocess
 
@@ -569,9 +570,11 @@ def _save_best(path: Path, run: _Run, config: TrainConfig) -> None:
         save_model_file(path, run.ema.module.state_dict(), model_metadata(run.ema.module, size))
         return
     lambdas = quantiser_lambdas(run.ema.module)  # as calibrated, or as learnt
+    source = Path(config.init_weights) if config.init_weights else None
     metadata = snn_model_metadata(run.ema.module, size, run.coding, lambdas, config.percentile,
                                   config.per_channel, quantisation_aware=True,
-                                  learnt_thresholds=config.threshold_lr > 0)
+                                  learnt_thresholds=config.threshold_lr > 0,
+                                  source_sha256=sha256_file(source) if source else None)
     save_model_file(path, ann_state_dict(run.ema.module), metadata, lambdas)
 
 
