@@ -19,10 +19,11 @@ import pytest
 import torch
 
 from suhd_ros.backends.agreement import detections_agree, max_box_difference
-from suhd_ros.backends.onnx_export import ExportInfo, file_sha256
+from suhd_ros.backends.onnx_export import ExportInfo
 from suhd_ros.backends.runtimes import BackendError, make_backend
 from suhd_ros.detector import Detector, DetectorError
 from suhd_ros.synthetic.scenes import generate_scene, split_seed
+from suhd_ros.yolo.model_file import sha256_file
 
 GRAPH_BACKENDS = ("onnxruntime", "openvino")
 
@@ -72,7 +73,7 @@ def test_export_is_cached_by_model_and_settings(model_path: Path, tmp_path: Path
     cache = tmp_path / "cache"
     monkeypatch.setenv("SUHD_CACHE_DIR", str(cache))
     Detector(model_path, "cpu", "fused", backend="onnxruntime")
-    files = sorted((cache / "onnx").glob(f"{file_sha256(model_path)[:16]}-*.onnx"))
+    files = sorted((cache / "onnx").glob(f"{sha256_file(model_path)[:16]}-*.onnx"))
     assert len(files) == 1 and "stdi-T4" in files[0].name
     stamp = files[0].stat().st_mtime_ns
     Detector(model_path, "cpu", "fused", backend="openvino").detect(
@@ -101,7 +102,7 @@ def test_a_gpu_the_runtime_cannot_use_is_refused(model_path: Path, backend: str,
                                                  reason: str) -> None:
     detector = Detector(model_path, "cpu", "fused")
     info = ExportInfo(tuple(detector.names), detector.input_size, "fused", detector.coding,
-                      file_sha256(model_path))
+                      sha256_file(model_path))
     try:
         make_backend(backend, detector.model, info, torch.device("cuda"), None)
     except BackendError as e:
