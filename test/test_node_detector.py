@@ -230,7 +230,7 @@ def test_real_model_finds_the_drawn_objects(peer: Peer, tmp_path: Path) -> None:
             boxes_total += len(hits)
             found += len(hits) > 0
         # most published boxes lie on a drawn object of their class (precision); recall is the
-        # model's own business (mAP@0.5 0.46, see models/suhd-yolov5n-shapes.md)
+        # model's own business (its mAP is in models/suhd-yolov5n-shapes.md)
         assert found == 3 and on_objects / boxes_total >= 0.5, (on_objects, boxes_total)
     finally:
         stop_node(process)
