@@ -570,11 +570,10 @@ def _save_best(path: Path, run: _Run, config: TrainConfig) -> None:
         save_model_file(path, run.ema.module.state_dict(), model_metadata(run.ema.module, size))
         return
     lambdas = quantiser_lambdas(run.ema.module)  # as calibrated, or as learnt
-    source = Path(config.init_weights) if config.init_weights else None
     metadata = snn_model_metadata(run.ema.module, size, run.coding, lambdas, config.percentile,
                                   config.per_channel, quantisation_aware=True,
                                   learnt_thresholds=config.threshold_lr > 0,
-                                  source_sha256=sha256_file(source) if source else None)
+                                  source_sha256=run.source_sha256)
     save_model_file(path, ann_state_dict(run.ema.module), metadata, lambdas)
 
 
@@ -595,6 +594,7 @@ class _Run:
     lambdas: dict[str, torch.Tensor] = field(default_factory=dict)  # and their thresholds
     teacher: nn.Module | None = None  # with --distil or --distil-features: the float network
     features: tuple[BlockOutputs, BlockOutputs] | None = None  # (network, teacher) blocks
+    source_sha256: str | None = None  # with --quantise: the --init-weights file fine-tuned
 
 
 def _optimiser_step(run: _Run) -> None:
@@ -666,7 +666,9 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
     device = resolve_device(config.device)
     model = make_model(config, source.names).to(device)
     saved = _saved_checkpoint(str(out), device) if config.resume else None
-    coding, lambdas, teacher = None, {}, None
+    coding, lambdas, teacher, source_sha256 = None, {}, None, None
+    if config.quantise and config.init_weights:  # hashed once, while make_model has just read it
+        source_sha256 = sha256_file(config.init_weights)
     if config.quantise and (config.distil > 0 or config.distil_features > 0):
         teacher = float_teacher(model)
     if config.quantise:
@@ -684,7 +686,7 @@ def _start(config: TrainConfig, source: SceneSource, out: Path) -> tuple[_Run, R
     state = RunState() if saved is None else load_checkpoint(saved, model, ema, optimizer, config)
     loss_fn = YoloLoss(model.detect, config.img_size, config.gains())
     return _Run(model, ema, optimizer, loss_fn, scaler, device, coding, lambdas, teacher,
-                features), state
+                features, source_sha256), state
 
 
 def train(config: TrainConfig) -> Path:
