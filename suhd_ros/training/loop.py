@@ -527,18 +527,20 @@ def _check_resumable(saved: dict, config: TrainConfig) -> None:
         raise ResumeError(f"cannot resume: settings differ from the saved run: {changed}")
 
 
-def _saved_checkpoint(out_dir: str, device: torch.device | str = "cpu") -> dict:
+def _saved_checkpoint(out_dir: str, device: torch.device | str = "cpu",
+                      mmap: bool = False) -> dict:
+    """`out_dir`'s last.pt; with `mmap`, tensors are mapped, not read (for its settings alone)."""
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
         raise ResumeError(f"nothing to resume: {path} does not exist")
-    return torch.load(path, weights_only=True, map_location=device)
+    return torch.load(path, weights_only=True, map_location=device, mmap=mmap)
 
 
 def resumed_config(given: dict) -> TrainConfig:
     """The settings of the run saved in `given["out_dir"]` with `given` applied, so that
     `suhd-train --out-dir RUN --resume` needs no other option. Only the settings in `_ANY_RUN`
     (epochs, threads, ...) may differ from the saved ones; the others may be repeated."""
-    saved = _saved_checkpoint(given.get("out_dir", TrainConfig.out_dir))["config"]
+    saved = _saved_checkpoint(given.get("out_dir", TrainConfig.out_dir), mmap=True)["config"]
     known = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in {**saved, **given}.items() if k in known})
     config.resume = True
